@@ -1,0 +1,62 @@
+# Fengqiao (枫桥). A newcomer needs two targets: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PROTOS := $(wildcard proto/fengqiao/v1/*.proto)
+STUBS := fengqiao/v1/.generated
+B ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(INSTALLED) $(STUBS) ## create .venv with the pinned dependencies and generate the stubs
+
+$(STUBS): $(PROTOS) $(INSTALLED)
+	rm -rf fengqiao/v1
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
+	    --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:. \
+	    --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=quiet:. \
+	    $(PROTOS)
+	touch fengqiao/v1/__init__.py $@
+
+.PHONY: proto
+proto: $(STUBS) ## generate the gRPC stub package fengqiao.v1 from proto/
+
+.PHONY: run
+run: install ## start a whole sample county on this machine (fengqiao demo)
+	$(VENV)/bin/fengqiao demo $(ARGS)
+
+.PHONY: test
+test: install ## run every test (needs PostgreSQL at 127.0.0.1:5432)
+	$(PY) -m pytest $(ARGS)
+
+.PHONY: lint
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy fengqiao services bench
+
+.PHONY: fmt
+fmt: install ## format the code
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: bench
+bench: install ## run the benchmarks (B=name for one) into bench/results/latest.jsonl
+	$(PY) -m bench $(B)
+
+.PHONY: clean
+clean: ## remove the virtualenv, the stubs and demo state
+	rm -rf $(VENV) fengqiao/v1 .fengqiao .pytest_cache .mypy_cache .ruff_cache

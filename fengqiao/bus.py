@@ -1,0 +1,205 @@
+"""The NATS bus: connection, streams, and the inbox consumer every service uses.
+
+Services talk only to their local nats-server. Each node has one events stream holding its
+own events and, by stream sourcing, those of the nodes below it; the WAN hops are NATS's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+from sqlmodel import Session, select
+
+from fengqiao.db import Database
+from fengqiao.errors import FengqiaoError, Unavailable
+from fengqiao.models import DeadLetter, InboxRecord
+from fengqiao.telemetry import consume_span
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class BadMessage(FengqiaoError):
+    """A message that can never be processed; it goes to the dead-letter table."""
+
+
+async def connect(url: str, *, name: str) -> NATS:
+    """Connect to the local nats-server, reconnecting forever (weak links)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats %s: disconnected", name)
+
+    async def on_reconnect() -> None:
+        log.info("nats %s: reconnected", name)
+
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=3,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+    except Exception as exc:
+        raise Unavailable(f"无法连接消息服务器 {url}") from exc
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    *,
+    name: str,
+    subjects: Sequence[str],
+    sources: Sequence[str] = (),
+    max_bytes: int = -1,
+) -> js_api.StreamInfo:
+    """Create or update a file-backed stream with the given subjects and sourced streams."""
+    config = js_api.StreamConfig(
+        name=name,
+        subjects=list(subjects),
+        sources=[js_api.StreamSource(name=s) for s in sources] or None,
+        storage=js_api.StorageType.FILE,
+        retention=js_api.RetentionPolicy.LIMITS,
+        duplicate_window=120.0,
+        max_bytes=max_bytes,
+    )
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        return await js.add_stream(config)
+    return await js.update_stream(config)
+
+
+Handler = Callable[[Session, Msg], None]
+
+
+class InboxConsumer:
+    """A durable pull consumer that applies each message once.
+
+    ``handle(session, msg)`` runs in one database transaction together with the inbox row,
+    so a redelivered message is recognised and only acknowledged. A message ``handle``
+    rejects with ``BadMessage`` is kept in ``dead_letter`` with the reason and acknowledged.
+    """
+
+    def __init__(
+        self,
+        *,
+        js: JetStreamContext,
+        db: Database,
+        stream: str,
+        durable: str,
+        filter_subjects: Sequence[str],
+        handle: Handler,
+        now: Callable[[], dt.datetime],
+        batch: int = 256,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        self._js = js
+        self._db = db
+        self._stream = stream
+        self._durable = durable
+        self._filters = list(filter_subjects)
+        self._handle = handle
+        self._now = now
+        self._batch = batch
+        self._on_applied = on_applied
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        config = js_api.ConsumerConfig(
+            durable_name=self._durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            filter_subjects=self._filters,
+            ack_wait=30.0,
+            max_ack_pending=10_000,
+        )
+        await self._js.add_consumer(self._stream, config)
+        return await self._js.pull_subscribe_bind(self._durable, stream=self._stream)
+
+    async def run(self) -> None:
+        """Consume until cancelled, surviving broker restarts."""
+        sub: JetStreamContext.PullSubscription | None = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                except NatsTimeout:
+                    continue
+                await self._process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker down, stream not there yet: retry
+                log.warning("consumer %s on %s: %s; retrying", self._durable, self._stream, exc)
+                sub = None
+                await asyncio.sleep(1.0)
+
+    async def _process(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await self._process_one(msg)
+        if self._on_applied is not None:
+            self._on_applied()
+
+    async def _process_one(self, msg: Msg) -> None:
+        message_id = (msg.headers or {}).get(MSG_ID) or f"{self._stream}:{msg.metadata.sequence.stream}"
+        with consume_span(msg.subject, msg.headers):
+            try:
+                await self._db.run(lambda s: self._apply(s, msg, message_id))
+            except BadMessage as exc:
+                log.warning("dead letter %s on %s: %s", message_id, msg.subject, exc.message)
+                reason = exc.message
+                await self._db.run(lambda s: self._dead_letter(s, msg, reason))
+            except Unavailable:
+                await msg.nak(delay=1.0)
+                return
+            except Exception as exc:  # a bug must not wedge the stream: keep it, with the reason
+                log.exception("consumer %s failed on %s", self._durable, message_id)
+                reason = f"处理失败：{exc!r}"
+                await self._db.run(lambda s: self._dead_letter(s, msg, reason))
+        await msg.ack()
+
+    def _apply(self, session: Session, msg: Msg, message_id: str) -> None:
+        seen = session.exec(
+            select(InboxRecord).where(
+                InboxRecord.consumer == self._durable, InboxRecord.message_id == message_id
+            )
+        ).first()
+        if seen is not None:
+            return
+        self._handle(session, msg)
+        session.add(InboxRecord(consumer=self._durable, message_id=message_id, processed_at=self._now()))
+
+    def _dead_letter(self, session: Session, msg: Msg, reason: str) -> None:
+        seq = msg.metadata.sequence.stream if msg.reply else None
+        session.add(
+            DeadLetter(
+                consumer=self._durable,
+                subject=msg.subject,
+                stream_seq=seq,
+                reason=reason,
+                received_at=self._now(),
+                data=msg.data,
+            )
+        )
+
+
+def header_dict(headers: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (headers or {}).items()}

@@ -1,0 +1,89 @@
+"""Division codes (统计用区划代码), tiers, and the NATS names derived from them.
+
+County codes have 6 digits, towns 9, villages 12; a code's parent is its prefix. Every NATS
+subject has the fixed layout ``fq.<county>.<town>.<village>.<kind>.<type>`` with ``_`` for a
+tier the node does not have, so permissions and stream filters are plain wildcards.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from fengqiao.errors import InvalidArgument
+
+
+class Tier(enum.IntEnum):
+    """Tier of a center; the values equal ``fengqiao.v1.Tier``."""
+
+    COUNTY = 1
+    TOWN = 2
+    VILLAGE = 3
+
+    @property
+    def label(self) -> str:
+        return {Tier.COUNTY: "县级", Tier.TOWN: "乡镇级", Tier.VILLAGE: "村级"}[self]
+
+
+_LENGTHS = {6: Tier.COUNTY, 9: Tier.TOWN, 12: Tier.VILLAGE}
+_DIGITS = re.compile(r"^[0-9]+$")
+NO_TOKEN = "_"
+
+
+def tier_of(code: str, *, field: str = "division_code") -> Tier:
+    """The tier of a division code, or ``InvalidArgument`` if it is not one."""
+    if not _DIGITS.match(code or "") or len(code) not in _LENGTHS:
+        raise InvalidArgument(field, f"“{code}”不是有效的行政区划代码（县6位、乡镇9位、村12位数字）")
+    return _LENGTHS[len(code)]
+
+
+def parent_code(code: str) -> str | None:
+    """The code of the tier above, ``None`` for a county."""
+    tier = tier_of(code)
+    if tier is Tier.VILLAGE:
+        return code[:9]
+    if tier is Tier.TOWN:
+        return code[:6]
+    return None
+
+
+def is_within(code: str, ancestor: str) -> bool:
+    """True when ``code`` is ``ancestor`` or lies below it."""
+    return code.startswith(ancestor)
+
+
+def subject_tokens(code: str) -> tuple[str, str, str]:
+    """The county, town and village tokens of a node's subjects."""
+    tier = tier_of(code)
+    county = code[:6]
+    town = code[:9] if tier >= Tier.TOWN else NO_TOKEN
+    village = code if tier is Tier.VILLAGE else NO_TOKEN
+    return county, town, village
+
+
+def case_subject(code: str, event_type: str) -> str:
+    """The subject a node publishes its own case events on."""
+    county, town, village = subject_tokens(code)
+    return f"fq.{county}.{town}.{village}.case.{event_type}"
+
+
+def own_case_subjects(code: str) -> str:
+    """Wildcard over the case events a node itself publishes."""
+    county, town, village = subject_tokens(code)
+    return f"fq.{county}.{town}.{village}.case.>"
+
+
+def subtree_subjects(code: str) -> str:
+    """Wildcard over every subject of a node and everything below it."""
+    county, town, village = subject_tokens(code)
+    if village != NO_TOKEN:
+        return f"fq.{county}.{town}.{village}.>"
+    if town != NO_TOKEN:
+        return f"fq.{county}.{town}.>"
+    return f"fq.{county}.>"
+
+
+def events_stream(code: str) -> str:
+    """The JetStream stream holding a node's own events plus those sourced from below."""
+    tier_of(code)
+    return f"FQ_EVENTS_{code}"

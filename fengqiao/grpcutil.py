@@ -1,0 +1,102 @@
+"""gRPC plumbing shared by every service: the server with health and reflection, client
+channels with default deadlines and tracing, and the one mapping of errors to status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+
+from fengqiao import errors
+
+log = logging.getLogger(__name__)
+
+_STATUS: dict[type[errors.FengqiaoError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(exc: errors.FengqiaoError) -> grpc.StatusCode:
+    for kind in type(exc).__mro__:
+        if kind in _STATUS:
+            return _STATUS[kind]
+    return grpc.StatusCode.INTERNAL
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Method = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def grpc_method(fn: Method[Req, Resp]) -> Method[Req, Resp]:
+    """Map the domain errors a servicer method raises to gRPC status codes."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except errors.FengqiaoError as exc:
+            await context.abort(status_for(exc), exc.message)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class Registration:
+    """A servicer and how to add it to a server."""
+
+    def __init__(self, name: str, add: Callable[[Any, grpc.aio.Server], None], servicer: Any) -> None:
+        self.name = name
+        self.add = add
+        self.servicer = servicer
+
+
+async def start_server(
+    registrations: Sequence[Registration], *, host: str, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """Start a traced gRPC server with health checking and reflection; returns it and its port."""
+    server = grpc.aio.server(interceptors=[aio_server_interceptor()])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for reg in registrations:
+        reg.add(reg.servicer, server)
+    names = [reg.name for reg in registrations]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise errors.Unavailable(f"gRPC 端口 {host}:{port} 无法绑定（可能已被占用）")
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound
+
+
+class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = timeout_s
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = grpc.aio.ClientCallDetails(
+                details.method, self._timeout, details.metadata, details.credentials, details.wait_for_ready
+            )
+        return await continuation(details, request)
+
+
+def channel(address: str, *, timeout_s: float = 5.0) -> grpc.aio.Channel:
+    """A traced client channel whose calls get ``timeout_s`` unless they set a deadline."""
+    return grpc.aio.insecure_channel(
+        address, interceptors=[_DefaultDeadline(timeout_s), *aio_client_interceptors()]
+    )

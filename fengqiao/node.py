@@ -1,0 +1,179 @@
+"""A node: one center's services, database, bus connection and HTTP, started and stopped together.
+
+``Node`` runs the services its settings name (all four by default) in this process; the
+county may run several processes with different ``services`` against one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import grpc
+import uvicorn
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from fengqiao import auth, bus
+from fengqiao.clock import Clock, SystemClock
+from fengqiao.db import Database
+from fengqiao.divisions import events_stream, own_case_subjects
+from fengqiao.errors import Unavailable
+from fengqiao.grpcutil import Registration, start_server
+from fengqiao.settings import NodeSettings
+from fengqiao.telemetry import instrument_sqlalchemy
+from fengqiao.topology import NodeSpec, Topology, load_topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class NodeContext:
+    """What every service of a node is built from."""
+
+    settings: NodeSettings
+    topology: Topology
+    spec: NodeSpec
+    db: Database
+    nc: NATS
+    js: JetStreamContext
+    clock: Clock
+
+
+@dataclasses.dataclass
+class ServiceParts:
+    """What a service contributes to its node: gRPC methods and background work."""
+
+    registration: Registration | None = None
+    tasks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+
+
+def bind_socket(host: str, port: int, *, what: str) -> socket.socket:
+    """Bind a listening TCP socket or fail with a message naming the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"{what}端口 {host}:{port} 已被占用或无法绑定：{exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Node:
+    """One running center."""
+
+    def __init__(self, settings: NodeSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.topology = load_topology(settings.topology_file)
+        self.spec = self.topology.node(settings.node_code)
+        self.grpc_port = 0
+        self.http_port = 0
+        self.ctx: NodeContext | None = None
+        self._server: grpc.aio.Server | None = None
+        self._http: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.spec.host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        """Open the database and the bus, start the services, gRPC and HTTP."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        instrument_sqlalchemy()
+        db = Database(settings.resolved_database_url())
+        _service_factories()  # imports every service's tables before create_all
+        await asyncio.to_thread(db.create_all)
+        if settings.admin_password is not None:
+            password = settings.admin_password.get_secret_value()
+            await db.run(
+                lambda s: auth.ensure_user(
+                    s, username="admin", password=password, role="county_admin", node_code=self.spec.code
+                )
+            )
+        nc = await bus.connect(settings.nats_url, name=f"fq-{self.spec.code}")
+        js = nc.jetstream()
+        children = [events_stream(c.code) for c in self.topology.children(self.spec.code)]
+        await bus.ensure_stream(
+            js,
+            name=events_stream(self.spec.code),
+            subjects=[own_case_subjects(self.spec.code)],
+            sources=children,
+        )
+        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock)
+        factories = _service_factories()
+        parts = [factories[name](self.ctx) for name in settings.services]
+        port = settings.grpc_port if settings.grpc_port is not None else self.spec.grpc_port
+        self._server, self.grpc_port = await start_server(
+            [p.registration for p in parts if p.registration is not None], host=self.spec.host, port=port
+        )
+        for part in parts:
+            for task in part.tasks:
+                self._tasks.append(asyncio.create_task(task()))
+        if settings.serve_http:
+            await self._start_http()
+        log.info(
+            "node %s (%s) serving gRPC %s, HTTP %s:%s",
+            self.spec.code, self.spec.name, self.grpc_address, self.spec.host, self.http_port,
+        )  # fmt: skip
+
+    async def _start_http(self) -> None:
+        from fengqiao.web.app import create_app
+
+        assert self.ctx is not None
+        port = self.settings.http_port if self.settings.http_port is not None else self.spec.http_port
+        sock = bind_socket(self.spec.host, port, what="HTTP ")
+        self.http_port = sock.getsockname()[1]
+        app = create_app(self.ctx, grpc_address=self.grpc_address)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._http = uvicorn.Server(config)
+        self._tasks.append(asyncio.create_task(self._http.serve(sockets=[sock])))
+        while not self._http.started:
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop everything this node started (safe to call twice)."""
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+            self._server = None
+        if self.ctx is not None:
+            with contextlib.suppress(Exception):
+                await self.ctx.nc.close()
+            self.ctx.db.close()
+            self.ctx = None
+
+
+def _service_factories() -> dict[str, Callable[[NodeContext], ServiceParts]]:
+    # Imported here: the services import this module for NodeContext.
+    from services.assessment.server import create as assessment
+    from services.federation.server import create as federation
+    from services.intake.server import create as intake
+    from services.routing.server import create as routing
+
+    return {"intake": intake, "routing": routing, "assessment": assessment, "federation": federation}
+
+
+async def run_until_stopped(node: Node, stop: asyncio.Event) -> None:
+    """Start ``node``, wait for ``stop``, then stop it."""
+    await node.start()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()

@@ -1,0 +1,80 @@
+"""Node-wide settings, read once from the environment (prefix ``FQ_``) and the command line.
+
+Each service adds its own knobs in ``services/<name>/config.py``; nothing else reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ALL_SERVICES = ("intake", "routing", "assessment", "federation")
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "xxx"}
+
+
+class MissingSecret(ValueError):
+    """A required secret is missing or still a placeholder."""
+
+
+class NodeSettings(BaseSettings):
+    """How one node (a center) runs: who it is, where its broker and database are."""
+
+    model_config = SettingsConfigDict(env_prefix="FQ_", extra="ignore")
+
+    node_code: str = Field(description="division code of this node")
+    topology_file: Path = Field(description="the county's topology YAML")
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("DATABASE_URL", "FQ_DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL; empty means a SQLite file in data_dir",
+    )
+    nats_url: str = "nats://127.0.0.1:4222"
+    data_dir: Path = Path(".fengqiao/data")
+    services: tuple[str, ...] = ALL_SERVICES
+    grpc_port: int | None = Field(default=None, description="overrides the topology's port")
+    http_port: int | None = Field(default=None, description="overrides the topology's port")
+    serve_http: bool = True
+    token_secret: SecretStr = Field(description="signs operator tokens; at least 16 characters")
+    token_ttl_minutes: int = 8 * 60
+    admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")
+    grpc_call_timeout_s: float = 5.0
+    otel_traces_exporter: str = Field(
+        default="none",
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
+    )
+    otel_service_name: str = Field(
+        default="fengqiao",
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME", "otel_service_name"),
+    )
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split_services(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(ALL_SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services: {sorted(unknown)}")
+        return value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _real_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 16:
+            raise MissingSecret("FQ_TOKEN_SECRET is missing or a placeholder (need 16+ characters)")
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file per node."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{self.node_code}.db').resolve()}"

@@ -1,0 +1,144 @@
+"""The JSON API of DESIGN §7 (the parts built so far)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import OAuth2PasswordRequestForm
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from pydantic import BaseModel, Field
+
+from fengqiao import auth
+from fengqiao.v1 import case_pb2, federation_pb2, intake_pb2
+from fengqiao.web.deps import Caller, Context, Services, require_scope
+
+router = APIRouter(prefix="/api/v1")
+
+_CLASSES = {
+    "routine": case_pb2.RESPONSE_CLASS_ROUTINE,
+    "urgent": case_pb2.RESPONSE_CLASS_URGENT,
+    "task_force": case_pb2.RESPONSE_CLASS_TASK_FORCE,
+}
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+@router.post("/auth/token", response_model=Token, summary="登录，获取访问令牌（OAuth2 密码模式）")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Context) -> Token:
+    who = await ctx.db.run(lambda s: auth.authenticate(s, username=form.username, password=form.password))
+    ttl = dt.timedelta(minutes=ctx.settings.token_ttl_minutes)
+    token = auth.issue_token(
+        who, secret=ctx.settings.token_secret.get_secret_value(), ttl=ttl, now=ctx.clock.now()
+    )
+    return Token(access_token=token, expires_in=int(ttl.total_seconds()))
+
+
+@router.get("/nodes", summary="本节点及下级节点：代码、层级、名称、上级、地址、上行链路状态与积压")
+async def list_nodes(
+    who: Caller,
+    api: Services,
+    tier: Annotated[int | None, Query(description="1 县, 2 乡镇, 3 村")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    reply = await api.federation.ListNodes(federation_pb2.ListNodesRequest())
+    nodes = [n for n in reply.nodes if n.code.startswith(who.node_code) and (tier is None or n.tier == tier)]
+    return {"total": len(nodes), "items": [as_json(n) for n in nodes[offset : offset + limit]]}
+
+
+@router.get("/nodes/{code}/stats", summary="节点统计数据（周期：2026-11、2026Q4、2026、2026-11-22）")
+async def node_stats(code: str, who: Caller, api: Services, period: str = "") -> dict[str, Any]:
+    require_scope(who, code)
+    reply = await api.federation.GetNodeStats(federation_pb2.GetNodeStatsRequest(code=code, period=period))
+    return as_json(reply)
+
+
+class PartyIn(BaseModel):
+    name: str = Field(description="姓名")
+    id_number: str = Field("", description="身份证号")
+    phone: str = Field("", description="电话")
+    role: str = Field("", description="申请人、被申请人、反映人……")
+
+
+class LocationIn(BaseModel):
+    address: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
+
+
+class CaseIn(BaseModel):
+    """受理一件诉求、纠纷或隐患。"""
+
+    client_request_id: str = Field(description="客户端请求编号（重试时保持不变）")
+    division_code: str = Field("", description="事发村（社区）或乡镇的行政区划代码")
+    grid: str = ""
+    channel: str = Field(description="来源渠道")
+    category: str = Field(description="案件类别")
+    response_class: Literal["routine", "urgent", "task_force"] = "routine"
+    parties: list[PartyIn] = []
+    location: LocationIn = LocationIn()
+    description: str = Field(description="情况描述")
+    reporter: str = ""
+
+
+@router.post("/cases", status_code=201, summary="受理案件")
+async def submit_case(body: CaseIn, who: Caller, api: Services, ctx: Context) -> dict[str, Any]:
+    require_scope(who, ctx.spec.code)
+    fields = body.model_dump()
+    fields["response_class"] = _CLASSES[body.response_class]
+    fields["reporter"] = body.reporter or who.username
+    request = json_format.ParseDict(fields, intake_pb2.SubmitCaseRequest())
+    reply = await api.intake.SubmitCase(request)
+    return as_json(reply)
+
+
+@router.get("/cases", summary="案件列表（分页、可筛选）")
+async def list_cases(
+    who: Caller,
+    api: Services,
+    ctx: Context,
+    origin_node: str = "",
+    category: str = "",
+    status: Annotated[int, Query(ge=0, description="fengqiao.v1.CaseStatus 数值")] = 0,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: str = "",
+) -> dict[str, Any]:
+    within = origin_node or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
+    require_scope(who, within)
+    reply = await api.intake.ListCases(
+        intake_pb2.ListCasesRequest(
+            origin_node=within,
+            category=category,
+            status=status,  # type: ignore[arg-type]
+            page={"page_size": page_size, "page_token": page_token},
+        )
+    )
+    return {"items": [as_json(c) for c in reply.cases], "next_page_token": reply.page.next_page_token}
+
+
+@router.get("/cases/{case_id}", summary="案件详情")
+async def get_case(case_id: str, who: Caller, api: Services) -> dict[str, Any]:
+    case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
+    require_scope(who, case.origin_node)
+    return as_json(case)
+
+
+@router.get("/cases/{case_id}/events", summary="案件时间线（事件）")
+async def case_events(case_id: str, who: Caller, api: Services) -> dict[str, Any]:
+    case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
+    require_scope(who, case.origin_node)
+    reply = await api.intake.ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
+    return {"items": [as_json(e) for e in reply.events]}

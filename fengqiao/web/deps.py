@@ -1,0 +1,68 @@
+"""Request dependencies: the caller's identity and the node's gRPC stubs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import grpc
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from fengqiao import auth
+from fengqiao.divisions import is_within
+from fengqiao.errors import PermissionDenied
+from fengqiao.grpcutil import channel
+from fengqiao.node import NodeContext
+from fengqiao.v1 import federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=True)
+
+
+@dataclasses.dataclass
+class Stubs:
+    """Stubs to this node's services (which may run in other processes)."""
+
+    channel: grpc.aio.Channel
+    intake: intake_pb2_grpc.IntakeStub
+    routing: routing_pb2_grpc.RoutingStub
+    federation: federation_pb2_grpc.FederationStub
+
+    @classmethod
+    def connect(cls, address: str, *, timeout_s: float) -> Stubs:
+        ch = channel(address, timeout_s=timeout_s)
+        return cls(
+            ch,
+            intake_pb2_grpc.IntakeStub(ch),
+            routing_pb2_grpc.RoutingStub(ch),
+            federation_pb2_grpc.FederationStub(ch),
+        )
+
+
+async def node_context(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+async def stubs(request: Request) -> Stubs:
+    state = request.app.state
+    if state.stubs is None:  # created lazily, inside the server's event loop
+        state.stubs = Stubs.connect(state.grpc_address, timeout_s=state.ctx.settings.grpc_call_timeout_s)
+    result: Stubs = state.stubs
+    return result
+
+
+async def principal(request: Request, token: Annotated[str, Depends(oauth2)]) -> auth.Principal:
+    ctx: NodeContext = request.app.state.ctx
+    return auth.read_token(token, secret=ctx.settings.token_secret.get_secret_value())
+
+
+def require_scope(who: auth.Principal, code: str) -> None:
+    """Operators see their own node and what lies below it (DESIGN §8)."""
+    if not is_within(code, who.node_code):
+        raise PermissionDenied(f"无权访问 {code}：账号 {who.username} 只能查看 {who.node_code} 及其下级")
+
+
+Caller = Annotated[auth.Principal, Depends(principal)]
+Services = Annotated[Stubs, Depends(stubs)]
+Context = Annotated[NodeContext, Depends(node_context)]

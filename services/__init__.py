@@ -1,0 +1,1 @@
+"""The four services of a node: intake, routing, assessment, federation."""

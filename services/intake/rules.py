@@ -1,0 +1,132 @@
+"""Intake rules (pure): what a well-formed case looks like, and 受理编号.
+
+Every refusal names the field and says in Chinese what is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from fengqiao.clock import CHINA_TZ
+from fengqiao.divisions import is_within, tier_of
+from fengqiao.errors import InvalidArgument
+from fengqiao.topology import Topology
+from fengqiao.v1 import case_pb2, intake_pb2
+from services.intake.config import IntakeSettings
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_ID_SHAPE = re.compile(r"^[1-9]\d{16}[\dX]$")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
+
+
+def id_number_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid 18-digit resident ID number (GB 11643), or None."""
+    value = value.upper()
+    if not _ID_SHAPE.match(value):
+        return "应为18位（前17位数字，末位数字或X）"
+    try:
+        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return "出生日期无效"
+    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
+    if _ID_CHECK[total % 11] != value[17]:
+        return "校验位错误"
+    return None
+
+
+def id_check_digit(first17: str) -> str:
+    """The check digit for the first 17 digits of an ID number."""
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+def is_valid_phone(value: str) -> bool:
+    """A mainland mobile number (11 digits) or a landline with area code."""
+    return bool(_MOBILE.match(value) or _LANDLINE.match(value))
+
+
+def _require_text(value: str, field: str, *, limit: int) -> None:
+    if not value.strip():
+        raise InvalidArgument(field, "不能为空")
+    if len(value) > limit:
+        raise InvalidArgument(field, f"超过 {limit} 字的上限（现为 {len(value)} 字）")
+
+
+def validate_submit(
+    request: intake_pb2.SubmitCaseRequest,
+    *,
+    node_code: str,
+    topology: Topology,
+    settings: IntakeSettings,
+) -> None:
+    """Refuse a malformed intake with ``InvalidArgument`` naming the field."""
+    if not _REQUEST_ID.match(request.client_request_id):
+        raise InvalidArgument("client_request_id", "请求编号必填，8–80位字母、数字或 ._:-")
+    code = request.division_code or node_code
+    tier_of(code)
+    if not topology.knows(code):
+        raise InvalidArgument("division_code", f"行政区划代码 {code} 不在本县拓扑中")
+    if not is_within(code, node_code):
+        raise InvalidArgument("division_code", f"行政区划代码 {code} 不属于本中心辖区（{node_code}）")
+    if not request.category:
+        raise InvalidArgument("category", "案件类别必填")
+    if request.category not in settings.categories:
+        raise InvalidArgument("category", f"未知的案件类别“{request.category}”")
+    if not request.channel:
+        raise InvalidArgument("channel", "来源渠道必填")
+    if request.channel not in settings.channels:
+        raise InvalidArgument("channel", f"未知的来源渠道“{request.channel}”")
+    _require_text(request.description, "description", limit=settings.description_max_chars)
+    if len(request.grid) > settings.text_max_chars:
+        raise InvalidArgument("grid", f"超过 {settings.text_max_chars} 字的上限")
+    if len(request.reporter) > settings.text_max_chars:
+        raise InvalidArgument("reporter", f"超过 {settings.text_max_chars} 字的上限")
+    if len(request.location.address) > settings.text_max_chars:
+        raise InvalidArgument("location.address", f"超过 {settings.text_max_chars} 字的上限")
+    lat, lng = request.location.latitude, request.location.longitude
+    if (lat or lng) and not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise InvalidArgument("location", "经纬度超出范围")
+    if len(request.parties) > settings.max_parties:
+        raise InvalidArgument("parties", f"当事人不能超过 {settings.max_parties} 人")
+    for i, party in enumerate(request.parties):
+        _require_text(party.name, f"parties[{i}].name", limit=50)
+        if party.id_number and (problem := id_number_problem(party.id_number)):
+            raise InvalidArgument(f"parties[{i}].id_number", f"身份证号格式不正确：{problem}")
+        if party.phone and not is_valid_phone(party.phone):
+            raise InvalidArgument(f"parties[{i}].phone", "电话号码格式不正确（手机11位或带区号的座机）")
+        if len(party.role) > 20:
+            raise InvalidArgument(f"parties[{i}].role", "超过 20 字的上限")
+
+
+def receipt_day(now: dt.datetime) -> str:
+    """The local (China) calendar day a receipt number is counted in, as YYYYMMDD."""
+    return now.astimezone(CHINA_TZ).strftime("%Y%m%d")
+
+
+def receipt_no(node_code: str, day: str, seq: int) -> str:
+    """受理编号: node code, local day and the day's sequence, e.g. 371702101001-20261122-0007."""
+    return f"{node_code}-{day}-{seq:04d}"
+
+
+def new_case(request: intake_pb2.SubmitCaseRequest, *, node_code: str, receipt: str) -> case_pb2.Case:
+    """The intake data of a validated request, as the ``received`` event carries it."""
+    return case_pb2.Case(
+        receipt_no=receipt,
+        origin_node=node_code,
+        division_code=request.division_code or node_code,
+        grid=request.grid,
+        channel=request.channel,
+        category=request.category,
+        response_class=request.response_class or case_pb2.RESPONSE_CLASS_ROUTINE,
+        parties=[
+            case_pb2.Party(name=p.name, id_number=p.id_number.upper(), phone=p.phone, role=p.role)
+            for p in request.parties
+        ],
+        location=request.location,
+        description=request.description,
+        client_request_id=request.client_request_id,
+        reporter=request.reporter,
+    )

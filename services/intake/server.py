@@ -1,0 +1,29 @@
+"""Wiring of the intake service: its gRPC methods and the outbox relay."""
+
+from __future__ import annotations
+
+from fengqiao.grpcutil import Registration
+from fengqiao.node import NodeContext, ServiceParts
+from fengqiao.outbox import OutboxRelay
+from fengqiao.v1 import intake_pb2_grpc
+from services.intake.config import IntakeSettings
+from services.intake.handlers import IntakeHandlers
+
+
+def create(ctx: NodeContext) -> ServiceParts:
+    """Intake takes cases in; its relay publishes their events to the node's stream."""
+    relay = OutboxRelay(db=ctx.db, js=ctx.js)
+    handlers = IntakeHandlers(
+        db=ctx.db,
+        node_code=ctx.spec.code,
+        topology=ctx.topology,
+        settings=IntakeSettings(),
+        clock=ctx.clock,
+        on_commit=relay.wake,
+    )
+    return ServiceParts(
+        registration=Registration(
+            "fengqiao.v1.Intake", intake_pb2_grpc.add_IntakeServicer_to_server, handlers
+        ),
+        tasks=[relay.run],
+    )
