@@ -109,6 +109,7 @@ class InboxConsumer:
         handle: Handler,
         now: Callable[[], dt.datetime],
         batch: int = 256,
+        ack_wait_s: float = 30.0,
         on_applied: Callable[[], None] | None = None,
     ) -> None:
         self._js = js
@@ -119,15 +120,17 @@ class InboxConsumer:
         self._handle = handle
         self._now = now
         self._batch = batch
+        self._ack_wait = ack_wait_s
         self._on_applied = on_applied
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def subscribe(self) -> JetStreamContext.PullSubscription:
+        """Create (or confirm) the durable consumer and bind a pull subscription to it."""
         config = js_api.ConsumerConfig(
             durable_name=self._durable,
             ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.ALL,
             filter_subjects=self._filters,
-            ack_wait=30.0,
+            ack_wait=self._ack_wait,
             max_ack_pending=10_000,
         )
         await self._js.add_consumer(self._stream, config)
@@ -139,7 +142,7 @@ class InboxConsumer:
         while True:
             try:
                 if sub is None:
-                    sub = await self._subscribe()
+                    sub = await self.subscribe()
                 try:
                     msgs = await sub.fetch(self._batch, timeout=1.0)
                 except NatsTimeout:
@@ -159,10 +162,10 @@ class InboxConsumer:
             self._on_applied()
 
     async def _process_one(self, msg: Msg) -> None:
-        message_id = (msg.headers or {}).get(MSG_ID) or f"{self._stream}:{msg.metadata.sequence.stream}"
-        with consume_span(msg.subject, msg.headers):
+        message_id = self.message_id(msg)
+        with consume_span(msg.subject, msg.headers, consumer=f"{self._stream}/{self._durable}"):
             try:
-                await self._db.run(lambda s: self._apply(s, msg, message_id))
+                await self._db.run(lambda s: self.apply(s, msg))
             except BadMessage as exc:
                 log.warning("dead letter %s on %s: %s", message_id, msg.subject, exc.message)
                 reason = exc.message
@@ -176,7 +179,13 @@ class InboxConsumer:
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
         await msg.ack()
 
-    def _apply(self, session: Session, msg: Msg, message_id: str) -> None:
+    def message_id(self, msg: Msg) -> str:
+        """The id a message is deduplicated by: its Nats-Msg-Id, else its stream position."""
+        return (msg.headers or {}).get(MSG_ID) or f"{self._stream}:{msg.metadata.sequence.stream}"
+
+    def apply(self, session: Session, msg: Msg) -> None:
+        """Apply ``msg`` in the caller's transaction unless this consumer already did."""
+        message_id = self.message_id(msg)
         seen = session.exec(
             select(InboxRecord).where(
                 InboxRecord.consumer == self._durable, InboxRecord.message_id == message_id

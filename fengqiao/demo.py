@@ -105,7 +105,7 @@ async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> Non
                 print(f"[演示] 暂时无法读取县级统计：{exc}", flush=True)
     finally:
         accepted = await sim
-        await ch.close()
+        await ch.close(None)
         print(f"[演示] 模拟器共提交 {accepted} 件", flush=True)
 
 
@@ -145,10 +145,14 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
     try:
         for node in topology.nodes:
             with (logs / f"{node.code}.log").open("wb") as log_file:
+                command = [sys.executable, "-m", "fengqiao.cli", "node", "--code", node.code]
                 procs[node.code] = subprocess.Popen(
-                    [sys.executable, "-m", "fengqiao.cli", "node", "--code", node.code, "--topology", str(rendered)],
-                    env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
+                    [*command, "--topology", str(rendered)],
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         problem = _wait_healthy(topology, procs, logs)
         if problem:
             print(problem, file=sys.stderr)

@@ -68,7 +68,7 @@ async def start_server(
 ) -> tuple[grpc.aio.Server, int]:
     """Start a traced gRPC server with health checking and reflection; returns it and its port."""
     server = grpc.aio.server(interceptors=[aio_server_interceptor()])
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for reg in registrations:
         reg.add(reg.servicer, server)
@@ -83,7 +83,7 @@ async def start_server(
     return server, bound
 
 
-class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, timeout_s: float) -> None:
         self._timeout = timeout_s
 
@@ -98,5 +98,6 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mi
 def channel(address: str, *, timeout_s: float = 5.0) -> grpc.aio.Channel:
     """A traced client channel whose calls get ``timeout_s`` unless they set a deadline."""
     return grpc.aio.insecure_channel(
-        address, interceptors=[_DefaultDeadline(timeout_s), *aio_client_interceptors()]
+        address,
+        interceptors=[_DefaultDeadline(timeout_s), *aio_client_interceptors()],  # type: ignore[list-item]
     )

@@ -11,7 +11,8 @@ import contextlib
 import dataclasses
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 import uvicorn
@@ -49,7 +50,7 @@ class ServiceParts:
     """What a service contributes to its node: gRPC methods and background work."""
 
     registration: Registration | None = None
-    tasks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    tasks: list[Callable[[], Coroutine[Any, Any, None]]] = dataclasses.field(default_factory=list)
 
 
 def bind_socket(host: str, port: int, *, what: str) -> socket.socket:
@@ -137,7 +138,7 @@ class Node:
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._http = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self._http.serve(sockets=[sock])))
-        while not self._http.started:
+        while not self._http.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:

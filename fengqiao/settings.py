@@ -37,7 +37,7 @@ class NodeSettings(BaseSettings):
     grpc_port: int | None = Field(default=None, description="overrides the topology's port")
     http_port: int | None = Field(default=None, description="overrides the topology's port")
     serve_http: bool = True
-    token_secret: SecretStr = Field(description="signs operator tokens; at least 16 characters")
+    token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")
     grpc_call_timeout_s: float = 5.0
@@ -69,8 +69,8 @@ class NodeSettings(BaseSettings):
     @classmethod
     def _real_secret(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value()
-        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 16:
-            raise MissingSecret("FQ_TOKEN_SECRET is missing or a placeholder (need 16+ characters)")
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 32:
+            raise MissingSecret("FQ_TOKEN_SECRET is missing or a placeholder (need 32+ characters)")
         return value
 
     def resolved_database_url(self) -> str:

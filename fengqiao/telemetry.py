@@ -74,10 +74,11 @@ def publish_span(subject: str, parent_headers: Mapping[str, str]) -> Iterator[tu
 
 
 @contextlib.contextmanager
-def consume_span(subject: str, headers: Mapping[str, str] | None) -> Iterator[Span]:
+def consume_span(subject: str, headers: Mapping[str, str] | None, *, consumer: str) -> Iterator[Span]:
     """A CONSUMER span whose parent is the context carried in the message headers."""
     ctx = propagate.extract(dict(headers or {}))
     with tracer.start_as_current_span(f"process {subject}", context=ctx, kind=SpanKind.CONSUMER) as span:
         span.set_attribute("messaging.system", "nats")
+        span.set_attribute("messaging.consumer.group.name", consumer)
         span.set_attribute("messaging.destination.name", subject)
         yield span

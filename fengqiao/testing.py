@@ -15,7 +15,7 @@ from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology, dump_topology
 
 ADMIN_PASSWORD = "fq-test-admin-pw"
-TOKEN_SECRET = "fq-test-token-secret-0123456789"
+TOKEN_SECRET = "fq-test-token-secret-0123456789abcdef"
 
 
 def small_county(county: str = "371702", towns: int = 2, villages: int = 2) -> Topology:

@@ -81,11 +81,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-@pytest.fixture
-async def county(
-    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
-) -> AsyncIterator[LocalCounty]:
-    """A running county: 1 county, 2 towns, 2 villages each, all in this process."""
+def _local_county(
+    tmp_path: Path, nats_url: str, database_url: Callable[[str], str], **shape: int
+) -> LocalCounty:
     memo: dict[str, str] = {}
 
     def url(code: str) -> str:
@@ -93,8 +91,29 @@ async def county(
             memo[code] = database_url(code)
         return memo[code]
 
-    local = LocalCounty(small_county(), tmp_path / "county", nats_server.url, url)
+    return LocalCounty(small_county(**shape), tmp_path / "county", nats_url, url)
+
+
+@pytest.fixture
+async def county(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> AsyncIterator[LocalCounty]:
+    """A running county: 1 county, 2 towns, 2 villages each, all in this process."""
+    local = _local_county(tmp_path, nats_server.url, database_url)
     await local.start()
+    try:
+        yield local
+    finally:
+        await local.stop()
+
+
+@pytest.fixture
+async def village(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> AsyncIterator[LocalCounty]:
+    """Only the village 371702101001 running (its town and county are in the topology, not started)."""
+    local = _local_county(tmp_path, nats_server.url, database_url, towns=1, villages=1)
+    await local.start("371702101001")
     try:
         yield local
     finally:

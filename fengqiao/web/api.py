@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
 from fengqiao import auth
-from fengqiao.v1 import case_pb2, federation_pb2, intake_pb2
+from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
 from fengqiao.web.deps import Caller, Context, Services, require_scope
 
 router = APIRouter(prefix="/api/v1")
@@ -122,8 +122,8 @@ async def list_cases(
         intake_pb2.ListCasesRequest(
             origin_node=within,
             category=category,
-            status=status,  # type: ignore[arg-type]
-            page={"page_size": page_size, "page_token": page_token},
+            status=case_pb2.CaseStatus.ValueType(status),
+            page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
         )
     )
     return {"items": [as_json(c) for c in reply.cases], "next_page_token": reply.page.next_page_token}

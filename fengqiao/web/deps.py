@@ -24,9 +24,9 @@ class Stubs:
     """Stubs to this node's services (which may run in other processes)."""
 
     channel: grpc.aio.Channel
-    intake: intake_pb2_grpc.IntakeStub
-    routing: routing_pb2_grpc.RoutingStub
-    federation: federation_pb2_grpc.FederationStub
+    intake: intake_pb2_grpc.IntakeAsyncStub
+    routing: routing_pb2_grpc.RoutingAsyncStub
+    federation: federation_pb2_grpc.FederationAsyncStub
 
     @classmethod
     def connect(cls, address: str, *, timeout_s: float) -> Stubs:

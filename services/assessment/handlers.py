@@ -6,7 +6,7 @@ import grpc
 
 from fengqiao.db import Database
 from fengqiao.grpcutil import grpc_method
-from fengqiao.v1 import assessment_pb2, assessment_pb2_grpc
+from fengqiao.v1 import assessment_pb2, assessment_pb2_grpc, common_pb2
 from services.assessment import store
 
 
@@ -29,5 +29,5 @@ class AssessmentHandlers(assessment_pb2_grpc.AssessmentServicer):
                 assessment_pb2.Project(id=r.id, name=r.name, node=r.node_code, stage=r.stage)
                 for r in rows[:size]
             ],
-            page={"next_page_token": token},
+            page=common_pb2.PageInfo(next_page_token=token),
         )

@@ -16,7 +16,7 @@ from fengqiao.divisions import events_stream, is_within
 from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.topology import NodeSpec, Topology
-from fengqiao.v1 import federation_pb2, federation_pb2_grpc
+from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from services.federation import rules, store
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
         stats = federation_pb2.NodeStats(
             code=spec.code,
             name=spec.name,
-            tier=int(spec.tier),
+            tier=common_pb2.Tier.ValueType(spec.tier),
             period=period.label,
             received=received,
             closed=closed,
@@ -112,7 +112,7 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
                 federation_pb2.NodeInfo(
                     code=spec.code,
                     name=spec.name,
-                    tier=int(spec.tier),
+                    tier=common_pb2.Tier.ValueType(spec.tier),
                     parent=spec.parent or "",
                     grpc_address=spec.grpc_address,
                     http_address=spec.http_address,

@@ -14,7 +14,7 @@ from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
-from fengqiao.v1 import case_pb2, intake_pb2, intake_pb2_grpc
+from fengqiao.v1 import case_pb2, common_pb2, intake_pb2, intake_pb2_grpc
 from services.intake import rules, store
 from services.intake.config import IntakeSettings
 
@@ -93,7 +93,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
                 page_token=request.page.page_token,
             )
         )
-        return intake_pb2.ListCasesResponse(cases=cases, page={"next_page_token": token})
+        return intake_pb2.ListCasesResponse(cases=cases, page=common_pb2.PageInfo(next_page_token=token))
 
     @grpc_method
     async def ListCaseEvents(

@@ -9,12 +9,12 @@ from fengqiao.db import Database
 from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.topology import NodeSpec, Topology
-from fengqiao.v1 import routing_pb2, routing_pb2_grpc
+from fengqiao.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from services.routing import rules
 
 
 def _hop(spec: NodeSpec) -> routing_pb2.RouteHop:
-    return routing_pb2.RouteHop(code=spec.code, name=spec.name, tier=int(spec.tier))
+    return routing_pb2.RouteHop(code=spec.code, name=spec.name, tier=common_pb2.Tier.ValueType(spec.tier))
 
 
 class RoutingHandlers(routing_pb2_grpc.RoutingServicer):

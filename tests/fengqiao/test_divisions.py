@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from fengqiao.divisions import (
+    Tier,
+    case_subject,
+    events_stream,
+    is_within,
+    own_case_subjects,
+    parent_code,
+    subtree_subjects,
+    tier_of,
+)
+from fengqiao.errors import InvalidArgument
+
+
+def test_code_length_gives_the_tier() -> None:
+    assert tier_of("371702") is Tier.COUNTY
+    assert tier_of("371702101") is Tier.TOWN
+    assert tier_of("371702101001") is Tier.VILLAGE
+
+
+@pytest.mark.parametrize("code", ["", "37170", "3717021010", "37170a101", "371702101001 "])
+def test_malformed_codes_are_refused_in_chinese(code: str) -> None:
+    with pytest.raises(InvalidArgument, match="行政区划代码"):
+        tier_of(code)
+
+
+def test_parent_is_the_prefix_of_the_tier_above() -> None:
+    assert parent_code("371702101001") == "371702101"
+    assert parent_code("371702101") == "371702"
+    assert parent_code("371702") is None
+    assert is_within("371702101001", "371702")
+    assert not is_within("371702102001", "371702101")
+
+
+def test_subjects_keep_a_fixed_token_layout_so_permissions_are_wildcards() -> None:
+    assert case_subject("371702101001", "received") == "fq.371702.371702101.371702101001.case.received"
+    assert case_subject("371702101", "received") == "fq.371702.371702101._.case.received"
+    assert case_subject("371702", "received") == "fq.371702._._.case.received"
+    assert own_case_subjects("371702101") == "fq.371702.371702101._.case.>"
+    assert subtree_subjects("371702101") == "fq.371702.371702101.>"
+    assert subtree_subjects("371702") == "fq.371702.>"
+    assert subtree_subjects("371702101001") == "fq.371702.371702101.371702101001.>"
+
+
+def test_stream_names_contain_no_dots_or_wildcards() -> None:
+    name = events_stream("371702101001")
+    assert name == "FQ_EVENTS_371702101001"
+    assert not set(name) & {".", "*", ">"}

@@ -1,0 +1,200 @@
+"""Outbox and inbox against a real nats-server and real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlmodel import select
+
+from fengqiao import bus, casestore, outbox
+from fengqiao.clock import FakeClock
+from fengqiao.db import Database
+from fengqiao.divisions import events_stream, own_case_subjects
+from fengqiao.models import Counter, DeadLetter
+from fengqiao.natsserver import NatsServer
+from fengqiao.v1 import case_pb2
+from services.federation.server import subtree_event_handler
+from services.intake.store import next_counter
+from tests.test_county_sync import eventually
+
+VILLAGE = "371702101001"
+STREAM = events_stream(VILLAGE)
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
+    nc = await bus.connect(nats_server.url, name="test")
+    js = nc.jetstream()
+    await bus.ensure_stream(js, name=STREAM, subjects=[own_case_subjects(VILLAGE)])
+    try:
+        yield nc, js
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def db(database_url: Callable[[str], str]) -> AsyncIterator[Database]:
+    database = Database(database_url("node"))
+    database.create_all()
+    yield database
+    database.close()
+
+
+def received_event(clock: FakeClock) -> case_pb2.CaseEvent:
+    event = case_pb2.CaseEvent(
+        id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        seq=1,
+        node=VILLAGE,
+        actor="test",
+        received=case_pb2.Received(
+            case=case_pb2.Case(receipt_no=f"R-{uuid.uuid4().hex[:6]}", origin_node=VILLAGE, category="邻里")
+        ),
+    )
+    event.at.FromDatetime(clock.now())
+    return event
+
+
+async def write_cases(db: Database, clock: FakeClock, n: int) -> list[case_pb2.CaseEvent]:
+    events = [received_event(clock) for _ in range(n)]
+    for event in events:
+        await db.run(
+            lambda s, e=event: casestore.append_events(
+                s, case=None, events=[e], node_code=VILLAGE, headers={}, now=clock.now()
+            )
+        )
+    return events
+
+
+async def stream_messages(js: JetStreamContext) -> int:
+    return (await js.stream_info(STREAM)).state.messages
+
+
+async def test_crash_between_publish_and_mark_republishes_without_duplicates(
+    db: Database, js: tuple[NATS, JetStreamContext]
+) -> None:
+    _, jsc = js
+    clock = FakeClock()
+    await write_cases(db, clock, 5)
+
+    async def crash(_ids: list[int]) -> None:
+        raise RuntimeError("power cut after JetStream acked, before the rows were marked")
+
+    with pytest.raises(RuntimeError):
+        await outbox.OutboxRelay(db=db, js=jsc, after_publish=crash).relay_once()
+    assert await db.run(outbox.pending_count) == 5, "nothing may be marked before the mark step"
+    assert await stream_messages(jsc) == 5
+
+    assert await outbox.OutboxRelay(db=db, js=jsc).relay_once() == 5
+    assert await db.run(outbox.pending_count) == 0
+    assert await stream_messages(jsc) == 5, "the re-publish must be deduplicated by Nats-Msg-Id"
+
+
+async def test_outbox_keeps_events_while_the_broker_is_down_and_sends_them_after(
+    db: Database, nats_server: NatsServer, js: tuple[NATS, JetStreamContext]
+) -> None:
+    _, jsc = js
+    clock = FakeClock()
+    relay = outbox.OutboxRelay(db=db, js=jsc, poll_interval_s=0.1, publish_timeout_s=0.5)
+    nats_server.stop()
+    await write_cases(db, clock, 3)
+    with pytest.raises(Exception):  # noqa: B017  (any broker error: timeout, no responders)
+        await relay.relay_once()
+    assert await db.run(outbox.pending_count) == 3
+
+    nats_server.requested_port = nats_server.port
+    nats_server.start()
+    task = asyncio.create_task(relay.run())
+    try:
+
+        async def drained() -> bool:
+            return await db.run(outbox.pending_count) == 0
+
+        await eventually(drained, within_s=15, what="outbox drained after the broker came back")
+    finally:
+        task.cancel()
+    assert await stream_messages(jsc) == 3
+
+
+async def test_redelivered_message_is_applied_once_thanks_to_the_inbox(
+    db: Database, js: tuple[NATS, JetStreamContext]
+) -> None:
+    nc, jsc = js
+    clock = FakeClock()
+    await jsc.publish(f"{own_case_subjects(VILLAGE)[:-1]}received", b"x", headers={bus.MSG_ID: "m-1"})
+
+    consumer = bus.InboxConsumer(
+        js=jsc,
+        db=db,
+        stream=STREAM,
+        durable="counter",
+        filter_subjects=[own_case_subjects(VILLAGE)],
+        handle=lambda s, _msg: next_counter(s, name="applied") and None,
+        now=clock.now,
+        ack_wait_s=1.0,
+    )
+    sub = await consumer.subscribe()
+    (msg,) = await sub.fetch(1, timeout=5)
+    # The effect commits, then the process dies before acknowledging.
+    await db.run(lambda s: consumer.apply(s, msg))
+    await sub.unsubscribe()
+
+    task = asyncio.create_task(consumer.run())
+    try:
+
+        async def acked() -> bool:
+            info = await jsc.consumer_info(STREAM, "counter")
+            return info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.consumer_seq >= 2
+
+        await eventually(acked, within_s=10, what="redelivered message acknowledged")
+    finally:
+        task.cancel()
+    counter = await db.run(lambda s: s.get(Counter, "applied"))
+    assert counter is not None and counter.value == 1
+
+
+async def test_unprocessable_message_becomes_a_dead_letter_and_the_next_one_still_applies(
+    db: Database, js: tuple[NATS, JetStreamContext]
+) -> None:
+    _, jsc = js
+    clock = FakeClock()
+    subject = f"{own_case_subjects(VILLAGE)[:-1]}received"
+    await jsc.publish(subject, b"\xff not a protobuf", headers={bus.MSG_ID: "bad-1"})
+    good = received_event(clock)
+    await jsc.publish(subject, good.SerializeToString(), headers={bus.MSG_ID: good.id})
+
+    consumer = bus.InboxConsumer(
+        js=jsc,
+        db=db,
+        stream=STREAM,
+        durable="apply",
+        filter_subjects=[subject],
+        handle=subtree_event_handler(VILLAGE, clock),
+        now=clock.now,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+
+        async def applied() -> bool:
+            return await db.run(lambda s: casestore.load_case(s, case_id=good.case_id)) is not None
+
+        await eventually(applied, within_s=10, what="the valid event after a broken one is applied")
+    finally:
+        task.cancel()
+    letters = await db.run(lambda s: list(s.exec(select(DeadLetter)).all()))
+    assert len(letters) == 1
+    assert letters[0].subject == subject and "无法解析" in letters[0].reason
+    assert letters[0].data == b"\xff not a protobuf"
+
+
+def test_fake_clock_only_moves_when_told() -> None:
+    clock = FakeClock()
+    start = clock.now()
+    clock.advance(dt.timedelta(hours=2))
+    assert clock.now() - start == dt.timedelta(hours=2)
