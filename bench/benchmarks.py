@@ -111,8 +111,10 @@ async def drained(js: JetStreamContext, stream: str, target: int, timeout_s: flo
     deadline = loop.time() + timeout_s
     while True:
         held = (await js.stream_info(stream)).state.messages
-        if held >= target:
+        if held == target:
             return loop.time()
+        if held > target:
+            raise RuntimeError(f"{stream} holds {held} messages, more than the {target} expected")
         if loop.time() > deadline:
             raise RuntimeError(f"{stream} holds {held} of {target} messages after {timeout_s:.0f} s")
         await asyncio.sleep(0.01)

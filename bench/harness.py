@@ -32,7 +32,7 @@ class BenchSettings(BaseSettings):
     warmup_seconds: float = Field(default=1.0, ge=0, description="unmeasured load before measuring")
     concurrency: int = Field(default=16, ge=1, description="concurrent client workers (C)")
     events: int = Field(default=2000, ge=1, description="cases submitted by outbox_publish (N)")
-    drain_timeout_s: float = Field(default=60.0, gt=0, description="how long to wait for the stream")
+    drain_timeout_s: float = Field(default=180.0, gt=0, description="how long to wait for the stream")
     profile_dir: Path | None = Field(default=None, description="cProfile the county server into here")
 
 

@@ -133,6 +133,7 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
         settings.demo_open311_key.get_secret_value() if settings.demo_open311_key else secrets.token_hex(16)
     )
 
+    signal.signal(signal.SIGTERM, _interrupt)
     nats = NatsServer(store_dir=state_dir / "nats", port=nats_port).start()
     env = {
         **os.environ,
@@ -165,11 +166,17 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
         print(f"  模拟器：每秒约 {rate_per_s:g} 件，日志在 {logs}/。按 Ctrl-C 停止。\n", flush=True)
         asyncio.run(_run_until_signal(topology, rate_per_s))
         return 0
+    except KeyboardInterrupt:  # Ctrl-C while starting: stop as cleanly as after
+        return 0
     finally:
         for process in procs.values():
             _stop(process)
         nats.stop()
         print("[演示] 已停止所有进程。", flush=True)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _run_until_signal(topology: Topology, rate: float) -> None:
