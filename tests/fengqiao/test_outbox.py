@@ -125,7 +125,7 @@ async def test_outbox_keeps_events_while_the_broker_is_down_and_sends_them_after
 async def test_redelivered_message_is_applied_once_thanks_to_the_inbox(
     db: Database, js: tuple[NATS, JetStreamContext]
 ) -> None:
-    nc, jsc = js
+    _, jsc = js
     clock = FakeClock()
     await jsc.publish(f"{own_case_subjects(VILLAGE)[:-1]}received", b"x", headers={bus.MSG_ID: "m-1"})
 
