@@ -37,6 +37,10 @@ class NodeSettings(BaseSettings):
     grpc_port: int | None = Field(default=None, description="overrides the topology's port")
     http_port: int | None = Field(default=None, description="overrides the topology's port")
     serve_http: bool = True
+    service_addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description="gRPC address of services run by another process of this node, by name",
+    )
     token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from fengqiao.grpcutil import channel
+from fengqiao.node import Node
 from fengqiao.testing import ADMIN_PASSWORD, LocalCounty
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
 from tests.cases import submit_request
@@ -79,3 +80,34 @@ async def test_case_taken_in_at_village_reaches_town_and_county_within_five_seco
         assert int(body["received"]) == 1
         village_stats = (await client.get(f"/api/v1/nodes/{VILLAGE}/stats", headers=headers)).json()
         assert int(village_stats["received"]) == 1
+
+
+async def test_county_split_over_two_processes_serves_the_same_figures(county: LocalCounty) -> None:
+    """Intake and routing in one process, federation and HTTP in another, one database."""
+    await county.stop(COUNTY)
+    await county.start(COUNTY, services=("intake", "routing", "assessment"), serve_http=False)
+    front = county[COUNTY]
+    settings = county.settings(
+        COUNTY,
+        services=("federation",),
+        service_addresses={"intake": front.grpc_address, "routing": front.grpc_address},
+    )
+    back = Node(settings)
+    await back.start()
+    try:
+        async with channel(county[VILLAGE].grpc_address) as ch:
+            case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case
+        await eventually(lambda: has_case(front.grpc_address, case.id), within_s=5, what="case at county")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{back.http_port}") as client:
+            token = (
+                await client.post(
+                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+                )
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            stats = (await client.get(f"/api/v1/nodes/{COUNTY}/stats", headers=headers)).json()
+            detail = await client.get(f"/api/v1/cases/{case.id}", headers=headers)
+        assert int(stats["received"]) == 1
+        assert detail.status_code == 200 and detail.json()["receipt_no"] == case.receipt_no
+    finally:
+        await back.stop()

@@ -23,20 +23,26 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=True)
 class Stubs:
     """Stubs to this node's services (which may run in other processes)."""
 
-    channel: grpc.aio.Channel
+    channels: list[grpc.aio.Channel]
     intake: intake_pb2_grpc.IntakeAsyncStub
     routing: routing_pb2_grpc.RoutingAsyncStub
     federation: federation_pb2_grpc.FederationAsyncStub
 
     @classmethod
-    def connect(cls, address: str, *, timeout_s: float) -> Stubs:
-        ch = channel(address, timeout_s=timeout_s)
-        return cls(
-            ch,
-            intake_pb2_grpc.IntakeStub(ch),
-            routing_pb2_grpc.RoutingStub(ch),
-            federation_pb2_grpc.FederationStub(ch),
-        )
+    def connect(cls, own: str, *, elsewhere: dict[str, str], timeout_s: float) -> Stubs:
+        """Stubs to this process's gRPC server, or to the process named per service."""
+        channels: dict[str, grpc.aio.Channel] = {}
+
+        def to(service: str) -> grpc.aio.Channel:
+            address = elsewhere.get(service, own)
+            if address not in channels:
+                channels[address] = channel(address, timeout_s=timeout_s)
+            return channels[address]
+
+        intake = intake_pb2_grpc.IntakeStub(to("intake"))
+        routing = routing_pb2_grpc.RoutingStub(to("routing"))
+        federation = federation_pb2_grpc.FederationStub(to("federation"))
+        return cls(list(channels.values()), intake, routing, federation)
 
 
 async def node_context(request: Request) -> NodeContext:
@@ -47,7 +53,10 @@ async def node_context(request: Request) -> NodeContext:
 async def stubs(request: Request) -> Stubs:
     state = request.app.state
     if state.stubs is None:  # created lazily, inside the server's event loop
-        state.stubs = Stubs.connect(state.grpc_address, timeout_s=state.ctx.settings.grpc_call_timeout_s)
+        settings = state.ctx.settings
+        state.stubs = Stubs.connect(
+            state.grpc_address, elsewhere=settings.service_addresses, timeout_s=settings.grpc_call_timeout_s
+        )
     result: Stubs = state.stubs
     return result
 
