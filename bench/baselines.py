@@ -41,9 +41,7 @@ async def grpc_echo(
             async def call() -> None:
                 await echo(make_payload())
 
-            result = await load.for_duration(
-                call, concurrency=concurrency, seconds=seconds, warmup_s=warmup_s
-            )
+            result = await load.for_duration(call, concurrency=concurrency, seconds=seconds, warmup_s=warmup_s)
     log.info("%s: %.1f calls/s (%d errors)", GRPC_ECHO, result.rate, result.errors)
     return result
 
@@ -56,9 +54,7 @@ async def jetstream_publish(*, payload_size: int, concurrency: int, count: int) 
         nc = await nats.connect(server.url, name="fq-bench-publish")
         try:
             js = nc.jetstream()
-            await js.add_stream(
-                js_api.StreamConfig(name=STREAM, subjects=["bench.>"], storage=js_api.StorageType.FILE)
-            )
+            await js.add_stream(js_api.StreamConfig(name=STREAM, subjects=["bench.>"], storage=js_api.StorageType.FILE))
             payload = b"x" * payload_size
             warmup = min(count, 100)
             for _ in range(warmup):

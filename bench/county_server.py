@@ -30,9 +30,7 @@ async def serve(workdir: Path) -> None:
     """Start nats-server and the county under ``workdir``; run until SIGTERM."""
     nats = NatsServer(store_dir=workdir / "nats").start()
     try:
-        county = LocalCounty(
-            TOPOLOGY, workdir / "county", nats.url, lambda code: f"sqlite:///{workdir / f'{code}.db'}"
-        )
+        county = LocalCounty(TOPOLOGY, workdir / "county", nats.url, lambda code: f"sqlite:///{workdir / f'{code}.db'}")
         try:
             await county.start()
             announce({"village": VILLAGE, "village_grpc": county[VILLAGE].grpc_address, "nats_url": nats.url})

@@ -79,6 +79,4 @@ async def for_count(call: Call, *, concurrency: int, count: int) -> Load:
     began = loop.time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = loop.time() - began
-    return Load(
-        measured=counter.completed, seconds=elapsed, completed=counter.completed, errors=counter.errors
-    )
+    return Load(measured=counter.completed, seconds=elapsed, completed=counter.completed, errors=counter.errors)

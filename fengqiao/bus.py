@@ -187,9 +187,7 @@ class InboxConsumer:
         """Apply ``msg`` in the caller's transaction unless this consumer already did."""
         message_id = self.message_id(msg)
         seen = session.exec(
-            select(InboxRecord).where(
-                InboxRecord.consumer == self._durable, InboxRecord.message_id == message_id
-            )
+            select(InboxRecord).where(InboxRecord.consumer == self._durable, InboxRecord.message_id == message_id)
         ).first()
         if seen is not None:
             return

@@ -7,6 +7,7 @@ caller's transaction); the tiers above store the same events with ``store_replic
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
@@ -20,9 +21,7 @@ from fengqiao.v1 import case_pb2 as pb
 
 
 def _record_values(case: pb.Case) -> dict[str, object]:
-    closed_at = (
-        case.updated_at.ToDatetime(tzinfo=dt.UTC) if case.status in lifecycle.CLOSED_STATUSES else None
-    )
+    closed_at = case.updated_at.ToDatetime(tzinfo=dt.UTC) if case.status in lifecycle.CLOSED_STATUSES else None
     return {
         "receipt_no": case.receipt_no,
         "origin_node": case.origin_node,
@@ -30,6 +29,13 @@ def _record_values(case: pb.Case) -> dict[str, object]:
         "division_code": case.division_code,
         "category": case.category,
         "status": int(case.status),
+        "grid": case.grid,
+        "channel": case.channel,
+        "response_class": int(case.response_class),
+        "deadline": case.deadline.ToDatetime(tzinfo=dt.UTC) if case.HasField("deadline") else None,
+        "alarms_pending": lifecycle.is_open(case)
+        and case.HasField("deadline")
+        and case.supervised_for != case.deadline,
         "client_request_id": case.client_request_id or None,
         "received_at": case.received_at.ToDatetime(tzinfo=dt.UTC),
         "updated_at": case.updated_at.ToDatetime(tzinfo=dt.UTC),
@@ -71,8 +77,7 @@ def load_case(session: Session, *, case_id: str) -> pb.Case | None:
 def find_case(session: Session, *, key: str) -> pb.Case | None:
     """A case by id or by 受理编号."""
     record = (
-        session.get(CaseRecord, key)
-        or session.exec(select(CaseRecord).where(CaseRecord.receipt_no == key)).first()
+        session.get(CaseRecord, key) or session.exec(select(CaseRecord).where(CaseRecord.receipt_no == key)).first()
     )
     return None if record is None else pb.Case.FromString(record.data)
 
@@ -96,6 +101,8 @@ def append_events(
     now: dt.datetime,
 ) -> pb.Case:
     """Fold ``events`` onto ``case`` and store them with their outbox rows (holder only)."""
+    if not events and case is not None:
+        return case
     for event in events:
         case = lifecycle.apply(case, event)
         session.add(_event_record(event, now=now))
@@ -162,21 +169,46 @@ def _decode_cursor(token: str) -> tuple[dt.datetime, str]:
         raise InvalidArgument("page_token", "分页标记无效") from exc
 
 
+@dataclasses.dataclass(frozen=True)
+class CaseFilter:
+    """What a case list may be narrowed by; empty fields do not filter."""
+
+    within: str
+    category: str = ""
+    status: int = 0
+    grid: str = ""
+    channel: str = ""
+    response_class: int = 0
+    holder_node: str = ""
+    overdue_at: dt.datetime | None = None  # only open cases past their deadline at this time
+    received_from: dt.datetime | None = None
+    received_to: dt.datetime | None = None
+
+
 def list_cases(
-    session: Session,
-    *,
-    within: str,
-    category: str = "",
-    status: int = 0,
-    page_size: int = 50,
-    page_token: str = "",
+    session: Session, *, where: CaseFilter, page_size: int = 50, page_token: str = ""
 ) -> tuple[list[pb.Case], str]:
-    """Cases taken in at or below ``within``, newest first, with the next page's token."""
-    query = select(CaseRecord).where(col(CaseRecord.origin_node).startswith(within))
-    if category:
-        query = query.where(CaseRecord.category == category)
-    if status:
-        query = query.where(CaseRecord.status == status)
+    """Cases taken in at or below ``where.within``, newest first, with the next page's token."""
+    query = select(CaseRecord).where(col(CaseRecord.origin_node).startswith(where.within))
+    for column, value in (
+        (CaseRecord.category, where.category),
+        (CaseRecord.status, where.status),
+        (CaseRecord.grid, where.grid),
+        (CaseRecord.channel, where.channel),
+        (CaseRecord.response_class, where.response_class),
+        (CaseRecord.holder_node, where.holder_node),
+    ):
+        if value:
+            query = query.where(column == value)
+    if where.overdue_at is not None:
+        query = query.where(
+            col(CaseRecord.deadline) < where.overdue_at,
+            col(CaseRecord.status).not_in([int(s) for s in lifecycle.CLOSED_STATUSES]),
+        )
+    if where.received_from is not None:
+        query = query.where(col(CaseRecord.received_at) >= where.received_from)
+    if where.received_to is not None:
+        query = query.where(col(CaseRecord.received_at) < where.received_to)
     if page_token:
         when, case_id = _decode_cursor(page_token)
         query = query.where(
@@ -189,6 +221,23 @@ def list_cases(
     records = list(session.exec(query).all())
     token = _encode_cursor(records[page_size - 1]) if len(records) > page_size else ""
     return [pb.Case.FromString(r.data) for r in records[:page_size]], token
+
+
+def with_alarms_pending(session: Session, *, holder_node: str, limit: int = 1000) -> list[pb.Case]:
+    """Open cases held here whose current deadline has not yet been 督办 (for the clock watch)."""
+    records = session.exec(
+        select(CaseRecord)
+        .where(CaseRecord.holder_node == holder_node, col(CaseRecord.alarms_pending).is_(True))
+        .order_by(col(CaseRecord.deadline))
+        .limit(limit)
+    ).all()
+    return [pb.Case.FromString(r.data) for r in records]
+
+
+def load_for_update(session: Session, *, case_id: str) -> pb.Case | None:
+    """The case, locking its row until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    record = session.exec(select(CaseRecord).where(CaseRecord.id == case_id).with_for_update()).first()
+    return None if record is None else pb.Case.FromString(record.data)
 
 
 def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:

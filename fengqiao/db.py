@@ -54,9 +54,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.is_sqlite = url.startswith("sqlite")
-        self._executor = ThreadPoolExecutor(
-            max_workers=1 if self.is_sqlite else 8, thread_name_prefix="fq-db"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 8, thread_name_prefix="fq-db")
 
     def create_all(self) -> None:
         """Create every table the imported models declare (idempotent)."""

@@ -98,9 +98,7 @@ async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> Non
                 pass
             try:
                 stats = await stub.GetNodeStats(federation_pb2.GetNodeStatsRequest(code=county.code))
-                print(
-                    f"[演示] {county.name} 已汇总受理 {stats.received} 件，办结 {stats.closed} 件", flush=True
-                )
+                print(f"[演示] {county.name} 已汇总受理 {stats.received} 件，办结 {stats.closed} 件", flush=True)
             except Exception as exc:
                 print(f"[演示] 暂时无法读取县级统计：{exc}", flush=True)
     finally:
@@ -126,12 +124,8 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
     rendered = state_dir / "topology.yaml"
     dump_topology(topology, rendered)
     settings = DemoSettings()
-    password = (
-        settings.demo_password.get_secret_value() if settings.demo_password else secrets.token_urlsafe(9)
-    )
-    open311_key = (
-        settings.demo_open311_key.get_secret_value() if settings.demo_open311_key else secrets.token_hex(16)
-    )
+    password = settings.demo_password.get_secret_value() if settings.demo_password else secrets.token_urlsafe(9)
+    open311_key = settings.demo_open311_key.get_secret_value() if settings.demo_open311_key else secrets.token_hex(16)
 
     signal.signal(signal.SIGTERM, _interrupt)
     nats = NatsServer(store_dir=state_dir / "nats", port=nats_port).start()

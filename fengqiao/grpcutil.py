@@ -63,9 +63,7 @@ class Registration:
         self.servicer = servicer
 
 
-async def start_server(
-    registrations: Sequence[Registration], *, host: str, port: int
-) -> tuple[grpc.aio.Server, int]:
+async def start_server(registrations: Sequence[Registration], *, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """Start a traced gRPC server with health checking and reflection; returns it and its port."""
     server = grpc.aio.server(interceptors=[aio_server_interceptor()])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Tables every node has: the case log and its projection, outbox, inbox, dead letters, users.
 
-Datetimes are stored as naive UTC (see ``fengqiao.db.naive_utc``).
+Datetimes are aware (UTC); SQLModel stores them as UTC on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ class CaseRecord(SQLModel, table=True):
     division_code: str = Field(max_length=12)
     category: str = Field(max_length=40, index=True)
     status: int = Field(index=True)
+    grid: str = Field(default="", max_length=200)
+    channel: str = Field(default="", max_length=40)
+    response_class: int = 0
+    deadline: dt.datetime | None = Field(default=None, index=True)
+    alarms_pending: bool = Field(default=False, index=True)  # open, with a deadline not yet 督办
     client_request_id: str | None = Field(default=None, max_length=80)
     received_at: dt.datetime
     updated_at: dt.datetime
@@ -96,6 +101,18 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     value: int = 0
+
+
+class AttachmentRecord(SQLModel, table=True):
+    """An attachment stored at this node under its sha256 (the bytes live on disk)."""
+
+    __tablename__ = "attachment"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    content_type: str = Field(max_length=64)
+    filename: str = Field(default="", max_length=200)
+    stored_at: dt.datetime
 
 
 class User(SQLModel, table=True):

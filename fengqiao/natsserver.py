@@ -36,9 +36,7 @@ def version(path: Path) -> tuple[int, int, int]:
 class NatsServer:
     """A nats-server process this program started, on loopback."""
 
-    def __init__(
-        self, *, store_dir: Path, port: int = -1, host: str = "127.0.0.1", config: Path | None = None
-    ):
+    def __init__(self, *, store_dir: Path, port: int = -1, host: str = "127.0.0.1", config: Path | None = None):
         self.store_dir = store_dir
         self.host = host
         self.requested_port = port

@@ -253,9 +253,7 @@ async def run_simulator(
                     if code == grpc.StatusCode.INVALID_ARGUMENT:
                         log.warning("案件 %s 被 %s 拒收，放弃：%s", rid, village.code, exc.details())
                         break
-                    log.warning(
-                        "提交 %s 失败（%s %s：%s），重试", rid, village.code, code.name, exc.details()
-                    )
+                    log.warning("提交 %s 失败（%s %s：%s），重试", rid, village.code, code.name, exc.details())
                     if await _stopped_within(stop, RETRY_PAUSE_S):
                         break
                 else:

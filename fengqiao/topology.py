@@ -98,9 +98,7 @@ class Topology:
     def with_ports(self, ports: dict[str, tuple[int, int]]) -> Topology:
         """A copy with (grpc_port, http_port) replaced for the codes given."""
         nodes = tuple(
-            dataclasses.replace(n, grpc_port=ports[n.code][0], http_port=ports[n.code][1])
-            if n.code in ports
-            else n
+            dataclasses.replace(n, grpc_port=ports[n.code][0], http_port=ports[n.code][1]) if n.code in ports else n
             for n in self.nodes
         )
         return dataclasses.replace(self, nodes=nodes)

@@ -81,9 +81,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def _local_county(
-    tmp_path: Path, nats_url: str, database_url: Callable[[str], str], **shape: int
-) -> LocalCounty:
+def _local_county(tmp_path: Path, nats_url: str, database_url: Callable[[str], str], **shape: int) -> LocalCounty:
     memo: dict[str, str] = {}
 
     def url(code: str) -> str:

@@ -63,9 +63,7 @@ async def test_case_taken_in_at_village_reaches_town_and_county_within_five_seco
         stats = await federation_pb2_grpc.FederationStub(ch).GetNodeStats(
             federation_pb2.GetNodeStatsRequest(code=COUNTY, period="")
         )
-        events = await intake_pb2_grpc.IntakeStub(ch).ListCaseEvents(
-            intake_pb2.ListCaseEventsRequest(case_id=case.id)
-        )
+        events = await intake_pb2_grpc.IntakeStub(ch).ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
     assert stats.received == 1
     assert len(events.events) == 1 and events.events[0].case_id == case.id
     assert events.events[0].received.case.description == case.description
@@ -100,9 +98,7 @@ async def test_county_split_over_two_processes_serves_the_same_figures(county: L
         await eventually(lambda: has_case(front.grpc_address, case.id), within_s=5, what="case at county")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{back.http_port}") as client:
             token = (
-                await client.post(
-                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-                )
+                await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
             ).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             stats = (await client.get(f"/api/v1/nodes/{COUNTY}/stats", headers=headers)).json()

@@ -17,9 +17,7 @@ async def test_one_trace_follows_a_case_from_village_intake_to_the_county(
 ) -> None:
     async with channel(county[VILLAGE].grpc_address) as ch:
         case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case
-    await eventually(
-        lambda: has_case(county[COUNTY].grpc_address, case.id), within_s=5, what="case at county"
-    )
+    await eventually(lambda: has_case(county[COUNTY].grpc_address, case.id), within_s=5, what="case at county")
 
     finished = spans.get_finished_spans()
     intake = [s for s in finished if s.name.endswith("Intake/SubmitCase") and s.kind == SpanKind.SERVER]
@@ -29,9 +27,7 @@ async def test_one_trace_follows_a_case_from_village_intake_to_the_county(
 
     publishes = [s for s in in_trace if s.kind == SpanKind.PRODUCER]
     consumers = {
-        str((s.attributes or {}).get("messaging.consumer.group.name"))
-        for s in in_trace
-        if s.kind == SpanKind.CONSUMER
+        str((s.attributes or {}).get("messaging.consumer.group.name")) for s in in_trace if s.kind == SpanKind.CONSUMER
     }
     assert publishes and publishes[0].name == f"publish fq.371702.{TOWN}.{VILLAGE}.case.received"
     assert f"FQ_EVENTS_{TOWN}/fq-subtree-sync" in consumers

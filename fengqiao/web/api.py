@@ -40,9 +40,7 @@ class Token(BaseModel):
 async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Context) -> Token:
     who = await ctx.db.run(lambda s: auth.authenticate(s, username=form.username, password=form.password))
     ttl = dt.timedelta(minutes=ctx.settings.token_ttl_minutes)
-    token = auth.issue_token(
-        who, secret=ctx.settings.token_secret.get_secret_value(), ttl=ttl, now=ctx.clock.now()
-    )
+    token = auth.issue_token(who, secret=ctx.settings.token_secret.get_secret_value(), ttl=ttl, now=ctx.clock.now())
     return Token(access_token=token, expires_in=int(ttl.total_seconds()))
 
 

@@ -26,8 +26,7 @@ class AssessmentHandlers(assessment_pb2_grpc.AssessmentServicer):
         token = rows[size - 1].id if len(rows) > size else ""
         return assessment_pb2.ListProjectsResponse(
             projects=[
-                assessment_pb2.Project(id=r.id, name=r.name, node=r.node_code, stage=r.stage)
-                for r in rows[:size]
+                assessment_pb2.Project(id=r.id, name=r.name, node=r.node_code, stage=r.stage) for r in rows[:size]
             ],
             page=common_pb2.PageInfo(next_page_token=token),
         )

@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 class FederationHandlers(federation_pb2_grpc.FederationServicer):
     """Answers for this node and everything below it."""
 
-    def __init__(
-        self, *, db: Database, node_code: str, topology: Topology, nc: NATS, js: JetStreamContext
-    ) -> None:
+    def __init__(self, *, db: Database, node_code: str, topology: Topology, nc: NATS, js: JetStreamContext) -> None:
         self._db = db
         self._node = node_code
         self._topology = topology

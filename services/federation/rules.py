@@ -33,9 +33,7 @@ def parse_period(text: str) -> Period:
     text = text.strip()
     try:
         if not text:
-            return Period(
-                "全部", dt.datetime(1970, 1, 1, tzinfo=CHINA_TZ), dt.datetime(9999, 1, 1, tzinfo=CHINA_TZ)
-            )
+            return Period("全部", dt.datetime(1970, 1, 1, tzinfo=CHINA_TZ), dt.datetime(9999, 1, 1, tzinfo=CHINA_TZ))
         if m := _DAY.match(text):
             start = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=CHINA_TZ)
             return Period(text, start, start + dt.timedelta(days=1))

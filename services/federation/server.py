@@ -47,9 +47,7 @@ def subtree_event_handler(node_code: str, clock: Clock) -> Handler:
 def create(ctx: NodeContext) -> ServiceParts:
     """Federation answers for the subtree; nodes with children also sync it."""
     settings = FederationSettings()
-    handlers = FederationHandlers(
-        db=ctx.db, node_code=ctx.spec.code, topology=ctx.topology, nc=ctx.nc, js=ctx.js
-    )
+    handlers = FederationHandlers(db=ctx.db, node_code=ctx.spec.code, topology=ctx.topology, nc=ctx.nc, js=ctx.js)
     parts = ServiceParts(
         registration=Registration(
             "fengqiao.v1.Federation", federation_pb2_grpc.add_FederationServicer_to_server, handlers

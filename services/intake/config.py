@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # DESIGN §4, in the spirit of GB/T 31000's "9+X": extensible per county.
@@ -27,3 +28,14 @@ class IntakeSettings(BaseSettings):
     text_max_chars: int = 200
     page_size_default: int = 50
     page_size_max: int = 500
+
+    # Response classes and clocks (即办 / 应急 / 攻坚), per county.
+    routine_hours: float = 24.0
+    urgent_hours: float = 2.0
+    reopen_hours: float = 24.0  # the clock of a case sent back after an unsatisfied follow-up
+    warn_share: float = Field(default=0.8, gt=0, lt=1, description="warn at this share of the clock")
+    clock_scan_interval_s: float = 10.0
+
+    # Attachments (content-addressed, sha256).
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_types: tuple[str, ...] = ("image/jpeg", "image/png", "application/pdf")

@@ -1,26 +1,33 @@
-"""The Intake gRPC methods (一个口子进)."""
+"""The Intake gRPC methods: the one window (一个口子进) and every step of the closed loop (闭环)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
 
 import grpc
+from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 
 from fengqiao import casestore
 from fengqiao.clock import Clock
 from fengqiao.db import Database
-from fengqiao.errors import NotFound
+from fengqiao.divisions import tier_of
+from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
-from fengqiao.v1 import case_pb2, common_pb2, intake_pb2, intake_pb2_grpc
-from services.intake import rules, store
+from fengqiao.v1 import case_pb2 as pb
+from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+from services.intake import attachments, policy, rules, store
 from services.intake.config import IntakeSettings
+
+Payloads = Callable[[pb.Case], Sequence[tuple[str, Message]]]
 
 
 class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
-    """Takes cases in at this node and answers for the cases of its subtree."""
+    """Takes cases in at this node, advances the ones it holds, answers for its subtree."""
 
     def __init__(
         self,
@@ -30,6 +37,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         topology: Topology,
         settings: IntakeSettings,
         clock: Clock,
+        files: attachments.AttachmentStore,
         on_commit: Callable[[], None],
     ) -> None:
         self._db = db
@@ -37,7 +45,10 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self._topology = topology
         self._settings = settings
         self._clock = clock
+        self._files = files
         self._on_commit = on_commit
+
+    # 受理 and reading ------------------------------------------------------------------
 
     @grpc_method
     async def SubmitCase(
@@ -46,10 +57,17 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         rules.validate_submit(request, node_code=self._node, topology=self._topology, settings=self._settings)
         now, headers = self._clock.now(), current_headers()
         actor = request.reporter or "intake"
+        deadline = policy.intake_deadline(request.response_class, now, self._settings)
         try:
             case, duplicate = await self._db.run(
                 lambda s: store.submit(
-                    s, request=request, node_code=self._node, actor=actor, now=now, headers=headers
+                    s,
+                    request=request,
+                    node_code=self._node,
+                    actor=actor,
+                    deadline=deadline,
+                    now=now,
+                    headers=headers,
                 )
             )
         except IntegrityError:  # a concurrent retry of the same request won the race
@@ -65,14 +83,15 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             self._on_commit()
         return intake_pb2.SubmitCaseResponse(case=case, duplicate=duplicate)
 
-    @grpc_method
-    async def GetCase(
-        self, request: intake_pb2.GetCaseRequest, context: grpc.aio.ServicerContext
-    ) -> case_pb2.Case:
-        case = await self._db.run(lambda s: casestore.find_case(s, key=request.id))
+    async def _visible_case(self, key: str) -> pb.Case:
+        case = await self._db.run(lambda s: casestore.find_case(s, key=key))
         if case is None or not case.origin_node.startswith(self._node):
-            raise NotFound(f"案件 {request.id} 不存在或不在本中心辖区")
+            raise NotFound(f"案件 {key} 不存在或不在本中心辖区")
         return case
+
+    @grpc_method
+    async def GetCase(self, request: intake_pb2.GetCaseRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._visible_case(request.id)
 
     @grpc_method
     async def ListCases(
@@ -81,17 +100,21 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         within = request.origin_node or self._node
         if not within.startswith(self._node):
             raise NotFound(f"{within} 不在本中心辖区")
-        size = request.page.page_size or self._settings.page_size_default
-        size = max(1, min(size, self._settings.page_size_max))
+        size = max(1, min(request.page.page_size or self._settings.page_size_default, self._settings.page_size_max))
+        where = casestore.CaseFilter(
+            within=within,
+            category=request.category,
+            status=int(request.status),
+            grid=request.grid,
+            channel=request.channel,
+            response_class=int(request.response_class),
+            holder_node=request.holder_node,
+            overdue_at=self._clock.now() if request.overdue_only else None,
+            received_from=request.received_from.ToDatetime(dt.UTC) if request.HasField("received_from") else None,
+            received_to=request.received_to.ToDatetime(dt.UTC) if request.HasField("received_to") else None,
+        )
         cases, token = await self._db.run(
-            lambda s: casestore.list_cases(
-                s,
-                within=within,
-                category=request.category,
-                status=int(request.status),
-                page_size=size,
-                page_token=request.page.page_token,
-            )
+            lambda s: casestore.list_cases(s, where=where, page_size=size, page_token=request.page.page_token)
         )
         return intake_pb2.ListCasesResponse(cases=cases, page=common_pb2.PageInfo(next_page_token=token))
 
@@ -99,8 +122,174 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
     async def ListCaseEvents(
         self, request: intake_pb2.ListCaseEventsRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.ListCaseEventsResponse:
-        case = await self._db.run(lambda s: casestore.find_case(s, key=request.case_id))
-        if case is None or not case.origin_node.startswith(self._node):
-            raise NotFound(f"案件 {request.case_id} 不存在或不在本中心辖区")
+        case = await self._visible_case(request.case_id)
         events = await self._db.run(lambda s: casestore.list_events(s, case_id=case.id))
         return intake_pb2.ListCaseEventsResponse(events=events)
+
+    # The closed loop ---------------------------------------------------------------------
+
+    async def _advance(self, case_id: str, actor: str, expected_version: int, payloads: Payloads) -> pb.Case:
+        if not actor.strip():
+            raise InvalidArgument("actor", "操作人不能为空")
+        now, headers = self._clock.now(), current_headers()
+
+        def build(case: pb.Case) -> list[pb.CaseEvent]:
+            events = []
+            for offset, (field, payload) in enumerate(payloads(case), start=1):
+                event = store.new_event(case, offset=offset, node_code=self._node, actor=actor, now=now)
+                getattr(event, field).CopyFrom(payload)
+                events.append(event)
+            return events
+
+        case = await self._db.run(
+            lambda s: store.advance(
+                s,
+                case_id=case_id,
+                node_code=self._node,
+                expected_version=expected_version,
+                build=build,
+                now=now,
+                headers=headers,
+            )
+        )
+        self._on_commit()
+        return case
+
+    async def _simple(self, request: object, field: str) -> pb.Case:
+        step: Message = request.step  # type: ignore[attr-defined]
+        return await self._advance(
+            request.case_id,  # type: ignore[attr-defined]
+            request.actor,  # type: ignore[attr-defined]
+            request.expected_version,  # type: ignore[attr-defined]
+            lambda _case: [(field, step)],
+        )
+
+    @grpc_method
+    async def Triage(self, request: intake_pb2.TriageRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        if request.step.category not in self._settings.categories:
+            raise InvalidArgument("category", f"未知的案件类别“{request.step.category}”")
+
+        def payloads(case: pb.Case) -> list[tuple[str, Message]]:
+            step = pb.Triaged()
+            step.CopyFrom(request.step)
+            given = step.deadline.ToDatetime(dt.UTC) if step.HasField("deadline") else None
+            start = case.clock_start.ToDatetime(dt.UTC)
+            step.deadline.FromDatetime(policy.deadline_for(step.response_class, start, self._settings, given=given))
+            return [("triaged", step)]
+
+        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+
+    @grpc_method
+    async def Assign(self, request: intake_pb2.AssignRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._simple(request, "assigned")
+
+    @grpc_method
+    async def Acknowledge(self, request: intake_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._advance(
+            request.case_id,
+            request.actor,
+            request.expected_version,
+            lambda case: [("acknowledged", pb.Acknowledged(department=case.assignment.department))],
+        )
+
+    @grpc_method
+    async def Return(self, request: intake_pb2.ReturnRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._simple(request, "returned")
+
+    @grpc_method
+    async def RequestExtension(
+        self, request: intake_pb2.RequestExtensionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        return await self._simple(request, "extension_requested")
+
+    @grpc_method
+    async def DecideExtension(
+        self, request: intake_pb2.DecideExtensionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        return await self._simple(request, "extension_decided")
+
+    @grpc_method
+    async def Start(self, request: intake_pb2.StartRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._simple(request, "started")
+
+    @grpc_method
+    async def ReportProgress(
+        self, request: intake_pb2.ReportProgressRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        return await self._simple(request, "progress")
+
+    @grpc_method
+    async def SubmitFeedback(
+        self, request: intake_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        slip = request.step.slip
+        await self._db.run(lambda s: attachments.require_all(s, hashes=list(slip.photos), field="slip.photos"))
+        await self._db.run(lambda s: attachments.require_all(s, hashes=list(slip.signatures), field="slip.signatures"))
+        return await self._simple(request, "feedback")
+
+    @grpc_method
+    async def Review(self, request: intake_pb2.ReviewRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._simple(request, "reviewed")
+
+    @grpc_method
+    async def Close(self, request: intake_pb2.CloseRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        step = pb.Closed()
+        step.CopyFrom(request.step)
+        step.resolved_tier = common_pb2.Tier.ValueType(tier_of(self._node))  # the holder's tier settles it
+        return await self._advance(
+            request.case_id, request.actor, request.expected_version, lambda _case: [("closed", step)]
+        )
+
+    @grpc_method
+    async def FollowUp(self, request: intake_pb2.FollowUpRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        def payloads(_case: pb.Case) -> list[tuple[str, Message]]:
+            steps: list[tuple[str, Message]] = [("follow_up", request.step)]
+            slip = request.step.slip
+            if 1 <= slip.satisfaction <= 2:  # 发回重办
+                reopened = pb.Reopened(reason=f"回访不满意（{slip.satisfaction} 分）：{slip.comment or '未说明'}")
+                reopened.deadline.FromDatetime(self._clock.now() + dt.timedelta(hours=self._settings.reopen_hours))
+                steps.append(("reopened", reopened))
+            return steps
+
+        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+
+    @grpc_method
+    async def Archive(self, request: intake_pb2.ArchiveRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        return await self._simple(request, "archived")
+
+    # Attachments -------------------------------------------------------------------------
+
+    @grpc_method
+    async def PutAttachment(
+        self, request: intake_pb2.PutAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.AttachmentRef:
+        attachments.check(
+            request.content,
+            request.content_type,
+            max_bytes=self._settings.attachment_max_bytes,
+            allowed=self._settings.attachment_types,
+        )
+        digest = await asyncio.to_thread(self._files.write, request.content)
+        now = self._clock.now()
+        await self._db.run(
+            lambda s: attachments.record(
+                s,
+                sha256=digest,
+                size=len(request.content),
+                content_type=request.content_type,
+                filename=request.filename[:200],
+                now=now,
+            )
+        )
+        return intake_pb2.AttachmentRef(sha256=digest, size=len(request.content), content_type=request.content_type)
+
+    @grpc_method
+    async def GetAttachment(
+        self, request: intake_pb2.GetAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.Attachment:
+        row = await self._db.run(lambda s: attachments.find(s, sha256=request.sha256))
+        content = await asyncio.to_thread(self._files.read, request.sha256)
+        return intake_pb2.Attachment(
+            ref=intake_pb2.AttachmentRef(sha256=row.sha256, size=row.size, content_type=row.content_type),
+            content=content,
+        )

@@ -1,4 +1,4 @@
-"""Wiring of the intake service: its gRPC methods and the outbox relay."""
+"""Wiring of the intake service: its gRPC methods, the outbox relay and the clock watch."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.outbox import OutboxRelay
 from fengqiao.v1 import intake_pb2_grpc
+from services.intake.attachments import AttachmentStore
+from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
 from services.intake.handlers import IntakeHandlers
 
 
 def create(ctx: NodeContext) -> ServiceParts:
-    """Intake takes cases in; its relay publishes their events to the node's stream."""
+    """Intake takes cases in and runs the closed loop; its relay publishes the events."""
+    settings = IntakeSettings()
     relay = OutboxRelay(db=ctx.db, js=ctx.js)
     handlers = IntakeHandlers(
         db=ctx.db,
         node_code=ctx.spec.code,
         topology=ctx.topology,
-        settings=IntakeSettings(),
+        settings=settings,
         clock=ctx.clock,
+        files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),
         on_commit=relay.wake,
     )
+    watch = ClockWatch(db=ctx.db, node_code=ctx.spec.code, settings=settings, clock=ctx.clock, on_commit=relay.wake)
     return ServiceParts(
-        registration=Registration(
-            "fengqiao.v1.Intake", intake_pb2_grpc.add_IntakeServicer_to_server, handlers
-        ),
-        tasks=[relay.run],
+        registration=Registration("fengqiao.v1.Intake", intake_pb2_grpc.add_IntakeServicer_to_server, handlers),
+        tasks=[relay.run, watch.run],
     )

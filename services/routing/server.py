@@ -12,7 +12,5 @@ def create(ctx: NodeContext) -> ServiceParts:
     """Routing answers where a case is held and its way up."""
     handlers = RoutingHandlers(db=ctx.db, node_code=ctx.spec.code, topology=ctx.topology)
     return ServiceParts(
-        registration=Registration(
-            "fengqiao.v1.Routing", routing_pb2_grpc.add_RoutingServicer_to_server, handlers
-        )
+        registration=Registration("fengqiao.v1.Routing", routing_pb2_grpc.add_RoutingServicer_to_server, handlers)
     )

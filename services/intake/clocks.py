@@ -1,0 +1,102 @@
+"""The clock watch: raises the deadline warning and the 督办 of every case this node holds.
+
+All state is in the database (the case's deadline and which alarms were raised for it), so a
+restart neither loses nor repeats an alarm; the fold refuses a second alarm for one deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+from google.protobuf.message import Message
+from sqlmodel import Session
+
+from fengqiao import casestore
+from fengqiao.clock import Clock
+from fengqiao.db import Database
+from fengqiao.errors import FengqiaoError
+from fengqiao.telemetry import current_headers, tracer
+from fengqiao.v1 import case_pb2 as pb
+from services.intake import policy, store
+from services.intake.config import IntakeSettings
+
+log = logging.getLogger(__name__)
+ACTOR = "时限监控"
+
+
+class ClockWatch:
+    """Scans the cases held here and appends the alarms that are due."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        node_code: str,
+        settings: IntakeSettings,
+        clock: Clock,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._node = node_code
+        self._settings = settings
+        self._clock = clock
+        self._on_commit = on_commit
+
+    def _alarms(self, case: pb.Case) -> list[pb.CaseEvent]:
+        now = self._clock.now()
+        events = []
+        for offset, kind in enumerate(policy.due_alarms(case, now, self._settings.warn_share), start=1):
+            payload: Message
+            if kind == "deadline_warning":
+                payload = pb.DeadlineWarning(deadline=case.deadline)
+            else:
+                payload = pb.Supervision(deadline=case.deadline, to_node=policy.supervisor_of(self._node))
+            event = store.new_event(case, offset=offset, node_code=self._node, actor=ACTOR, now=now)
+            getattr(event, kind).CopyFrom(payload)
+            events.append(event)
+        return events
+
+    def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
+        return store.advance(
+            session,
+            case_id=case_id,
+            node_code=self._node,
+            expected_version=0,
+            build=self._alarms,
+            now=self._clock.now(),
+            headers=headers,
+        )
+
+    async def scan_once(self) -> int:
+        """Raise every alarm due now; returns how many cases got one."""
+        now = self._clock.now()
+        candidates = await self._db.run(lambda s: casestore.with_alarms_pending(s, holder_node=self._node))
+        raised = 0
+        for case in candidates:
+            if not policy.due_alarms(case, now, self._settings.warn_share):
+                continue
+            with tracer.start_as_current_span("clock alarm"):
+                headers = current_headers()
+                try:
+                    await self._db.run(functools.partial(self._raise_alarms, case_id=case.id, headers=headers))
+                except FengqiaoError as exc:  # moved on meanwhile (closed, escalated): nothing owed
+                    log.info("no alarm for %s: %s", case.receipt_no, exc.message)
+                    continue
+            raised += 1
+        if raised:
+            self._on_commit()
+        return raised
+
+    async def run(self) -> None:
+        """Scan every ``clock_scan_interval_s`` until cancelled."""
+        while True:
+            try:
+                await self.scan_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("clock watch scan failed; retrying")
+            await asyncio.sleep(self._settings.clock_scan_interval_s)

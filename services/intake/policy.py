@@ -1,0 +1,55 @@
+"""Clock policy (pure): deadlines of the response classes, and when warnings and 督办 are due."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fengqiao import lifecycle
+from fengqiao.divisions import parent_code
+from fengqiao.errors import InvalidArgument
+from fengqiao.v1 import case_pb2 as pb
+from services.intake.config import IntakeSettings
+
+
+def deadline_for(
+    response_class: int, start: dt.datetime, settings: IntakeSettings, *, given: dt.datetime | None = None
+) -> dt.datetime:
+    """The deadline of a clock started at ``start``: 24 h 即办, 2 h 应急, set by the center for 攻坚."""
+    if response_class == pb.RESPONSE_CLASS_TASK_FORCE:
+        if given is None:
+            raise InvalidArgument("deadline", "攻坚案件须由中心确定办理时限")
+        return given
+    if response_class == pb.RESPONSE_CLASS_URGENT:
+        return start + dt.timedelta(hours=settings.urgent_hours)
+    return start + dt.timedelta(hours=settings.routine_hours)
+
+
+def intake_deadline(response_class: int, now: dt.datetime, settings: IntakeSettings) -> dt.datetime:
+    """The provisional clock at 受理: 2 h for 应急, else 24 h until triage sets the class's own."""
+    if response_class == pb.RESPONSE_CLASS_URGENT:
+        return now + dt.timedelta(hours=settings.urgent_hours)
+    return now + dt.timedelta(hours=settings.routine_hours)
+
+
+def supervisor_of(node_code: str) -> str:
+    """The tier a 督办 goes to: the parent, or the county itself at the top."""
+    return parent_code(node_code) or node_code
+
+
+def warn_time(start: dt.datetime, deadline: dt.datetime, share: float) -> dt.datetime:
+    """When the warning is due: ``share`` of the way from ``start`` to ``deadline``."""
+    return start + (deadline - start) * share
+
+
+def due_alarms(case: pb.Case, now: dt.datetime, share: float) -> list[str]:
+    """The alarms owed for the case's current deadline at ``now``, in the order to raise them."""
+    if not lifecycle.is_open(case) or not lifecycle.has_deadline(case):
+        return []
+    deadline = case.deadline.ToDatetime(tzinfo=dt.UTC)
+    start = case.clock_start.ToDatetime(tzinfo=dt.UTC)
+    due = []
+    if case.warned_for != case.deadline and now >= warn_time(start, deadline, share):
+        due.append("deadline_warning")
+    if case.supervised_for != case.deadline and now >= deadline:
+        due.append("supervision")
+    return due
