@@ -140,6 +140,11 @@ def _assigned(case: pb.Case, event: pb.CaseEvent) -> None:
     slip = event.assigned.slip
     _need(slip.department, "slip.department", "承办部门")
     _need(slip.requirement, "slip.requirement", "办理要求")
+    if (
+        slip.HasField("deadline")
+        and not event.at.ToDatetime() < slip.deadline.ToDatetime() <= case.deadline.ToDatetime()
+    ):
+        raise InvalidArgument("slip.deadline", "交办时限须晚于交办时间，且不晚于案件办理时限（延长请走延期审批）")
     case.assignment.CopyFrom(slip)
     if not slip.HasField("deadline"):
         case.assignment.deadline.CopyFrom(case.deadline)
@@ -238,8 +243,8 @@ def _reopened(case: pb.Case, event: pb.CaseEvent) -> None:
         raise IllegalTransition("回访满意，不能发回重办")
     step = event.reopened
     _need(step.reason, "reason", "发回重办理由")
-    if not step.HasField("deadline"):
-        raise InvalidArgument("deadline", "发回重办须确定新的办理时限")
+    if not step.HasField("deadline") or step.deadline.ToDatetime() <= event.at.ToDatetime():
+        raise InvalidArgument("deadline", "发回重办须确定晚于当前时间的新办理时限")
     case.reopens += 1
     case.review_approved = False
     case.acknowledged = False

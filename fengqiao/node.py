@@ -7,11 +7,10 @@ county may run several processes with different ``services`` against one databas
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -142,23 +141,30 @@ class Node:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        """Stop everything this node started (safe to call twice)."""
+        """Stop everything this node started (safe to call twice); each step is bounded."""
         if self._http is not None:
             self._http.should_exit = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _bounded(asyncio.shield(task), f"task {task.get_coro()!r}")
         self._tasks.clear()
         if self._server is not None:
-            await self._server.stop(grace=1.0)
+            await _bounded(self._server.stop(grace=1.0), "gRPC server")
             self._server = None
         if self.ctx is not None:
-            with contextlib.suppress(Exception):
-                await self.ctx.nc.close()
+            await _bounded(self.ctx.nc.close(), "NATS connection")
             self.ctx.db.close()
             self.ctx = None
+
+
+async def _bounded(awaitable: Awaitable[object], what: str, timeout_s: float = 5.0) -> None:
+    try:
+        await asyncio.wait_for(awaitable, timeout_s)
+    except TimeoutError:
+        log.warning("stopping %s took over %.0f s; moving on", what, timeout_s)
+    except (asyncio.CancelledError, Exception):  # a cancelled or failed task has stopped
+        pass
 
 
 def _service_factories() -> dict[str, Callable[[NodeContext], ServiceParts]]:

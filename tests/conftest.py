@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fengqiao.clock import Clock, FakeClock
 from fengqiao.natsserver import NatsServer
 from fengqiao.testing import LocalCounty, small_county
 
@@ -81,7 +82,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def _local_county(tmp_path: Path, nats_url: str, database_url: Callable[[str], str], **shape: int) -> LocalCounty:
+def _local_county(
+    tmp_path: Path, nats_url: str, database_url: Callable[[str], str], clock: Clock | None = None, **shape: int
+) -> LocalCounty:
     memo: dict[str, str] = {}
 
     def url(code: str) -> str:
@@ -89,7 +92,7 @@ def _local_county(tmp_path: Path, nats_url: str, database_url: Callable[[str], s
             memo[code] = database_url(code)
         return memo[code]
 
-    return LocalCounty(small_county(**shape), tmp_path / "county", nats_url, url)
+    return LocalCounty(small_county(**shape), tmp_path / "county", nats_url, url, clock=clock)
 
 
 @pytest.fixture
@@ -112,6 +115,19 @@ async def village(
     """Only the village 371702101001 running (its town and county are in the topology, not started)."""
     local = _local_county(tmp_path, nats_server.url, database_url, towns=1, villages=1)
     await local.start("371702101001")
+    try:
+        yield local
+    finally:
+        await local.stop()
+
+
+@pytest.fixture
+async def chain(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> AsyncIterator[LocalCounty]:
+    """One village, its town and the county, all running; the village's clock is a FakeClock."""
+    local = _local_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1)
+    await local.start()
     try:
         yield local
     finally:

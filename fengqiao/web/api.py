@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
 from fengqiao import auth
+from fengqiao.errors import InvalidArgument
 from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
 from fengqiao.web.deps import Caller, Context, Services, require_scope
 
@@ -111,19 +112,36 @@ async def list_cases(
     origin_node: str = "",
     category: str = "",
     status: Annotated[int, Query(ge=0, description="fengqiao.v1.CaseStatus 数值")] = 0,
+    grid: str = "",
+    channel: str = "",
+    response_class: Annotated[str, Query(description="routine、urgent 或 task_force")] = "",
+    overdue: Annotated[bool, Query(description="只看已超时未办结的案件")] = False,
+    holder_node: str = "",
+    received_from: Annotated[dt.datetime | None, Query(description="受理时间起（含）")] = None,
+    received_to: Annotated[dt.datetime | None, Query(description="受理时间止（不含）")] = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: str = "",
 ) -> dict[str, Any]:
     within = origin_node or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
     require_scope(who, within)
-    reply = await api.intake.ListCases(
-        intake_pb2.ListCasesRequest(
-            origin_node=within,
-            category=category,
-            status=case_pb2.CaseStatus.ValueType(status),
-            page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
-        )
+    if response_class and response_class not in _CLASSES:
+        raise InvalidArgument("response_class", "应为 routine、urgent 或 task_force")
+    request = intake_pb2.ListCasesRequest(
+        origin_node=within,
+        category=category,
+        status=case_pb2.CaseStatus.ValueType(status),
+        grid=grid,
+        channel=channel,
+        response_class=_CLASSES.get(response_class, case_pb2.RESPONSE_CLASS_UNSPECIFIED),
+        overdue_only=overdue,
+        holder_node=holder_node,
+        page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
     )
+    if received_from is not None:
+        request.received_from.FromDatetime(received_from)
+    if received_to is not None:
+        request.received_to.FromDatetime(received_to)
+    reply = await api.intake.ListCases(request)
     return {"items": [as_json(c) for c in reply.cases], "next_page_token": reply.page.next_page_token}
 
 
