@@ -1,5 +1,6 @@
-"""``python -m bench.county_server``: a nats-server and a one-town, one-village county in this
-process, with SQLite (WAL) files in a temporary directory.
+"""``python -m bench.county_server``: a nats-server and the village node of a one-town,
+one-village county in this process, with SQLite (WAL) files in a temporary directory. Only the
+village runs: the benchmarks measure one node, and its parents would share this process's CPU.
 
 Prints ``{"village": code, "village_grpc": address, "nats_url": url}`` when serving and stops on
 SIGTERM, removing its directory. ``--profile FILE`` writes a cProfile of the event-loop thread.
@@ -32,7 +33,7 @@ async def serve(workdir: Path) -> None:
     try:
         county = LocalCounty(TOPOLOGY, workdir / "county", nats.url, lambda code: f"sqlite:///{workdir / f'{code}.db'}")
         try:
-            await county.start()
+            await county.start(VILLAGE)
             announce({"village": VILLAGE, "village_grpc": county[VILLAGE].grpc_address, "nats_url": nats.url})
             await wait_for_sigterm()
         finally:

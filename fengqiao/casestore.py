@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import lifecycle, outbox
@@ -21,7 +22,7 @@ from fengqiao.v1 import case_pb2 as pb
 
 
 def _record_values(case: pb.Case) -> dict[str, object]:
-    closed_at = case.updated_at.ToDatetime(tzinfo=dt.UTC) if case.status in lifecycle.CLOSED_STATUSES else None
+    closed_at = case.closed_at.ToDatetime(tzinfo=dt.UTC) if case.HasField("closed_at") else None
     return {
         "receipt_no": case.receipt_no,
         "origin_node": case.origin_node,
@@ -45,28 +46,40 @@ def _record_values(case: pb.Case) -> dict[str, object]:
     }
 
 
-def _save_projection(session: Session, case: pb.Case) -> None:
-    record = session.get(CaseRecord, case.id)
-    values = _record_values(case)
-    if record is None:
-        session.add(CaseRecord(id=case.id, **values))  # type: ignore[arg-type]
-    else:
-        for key, value in values.items():
-            setattr(record, key, value)
-        session.add(record)
+def _event_values(event: pb.CaseEvent, *, now: dt.datetime) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "case_id": event.case_id,
+        "seq": event.seq,
+        "node": event.node,
+        "type": lifecycle.event_type(event),
+        "at": lifecycle.event_time(event),
+        "stored_at": now,
+        "data": event.SerializeToString(),
+    }
 
 
-def _event_record(event: pb.CaseEvent, *, now: dt.datetime) -> CaseEventRecord:
-    return CaseEventRecord(
-        id=event.id,
-        case_id=event.case_id,
-        seq=event.seq,
-        node=event.node,
-        type=lifecycle.event_type(event),
-        at=lifecycle.event_time(event),
-        stored_at=now,
-        data=event.SerializeToString(),
-    )
+def _save_projections(session: Session, *, new: Sequence[pb.Case], changed: Sequence[pb.Case]) -> None:
+    """Insert the projections of new cases and update the others, each in one statement."""
+    if new:
+        rows = [{"id": c.id, **_record_values(c)} for c in new]
+        session.connection().execute(insert(CaseRecord.__table__), rows)  # type: ignore[attr-defined]
+    if changed:
+        table = CaseRecord.__table__  # type: ignore[attr-defined]
+        columns = list(_record_values(changed[0]))
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("case_id"))
+            .values({name: bindparam(f"v_{name}") for name in columns})
+        )
+        rows = [{"case_id": c.id, **{f"v_{k}": v for k, v in _record_values(c).items()}} for c in changed]
+        session.connection().execute(statement, rows)
+
+
+def _insert_events(session: Session, events: Sequence[pb.CaseEvent], *, now: dt.datetime) -> None:
+    if events:
+        rows = [_event_values(e, now=now) for e in events]
+        session.connection().execute(insert(CaseEventRecord.__table__), rows)  # type: ignore[attr-defined]
 
 
 def load_case(session: Session, *, case_id: str) -> pb.Case | None:
@@ -91,6 +104,41 @@ def find_by_request(session: Session, *, origin_node: str, client_request_id: st
     return None if record is None else pb.Case.FromString(record.data)
 
 
+@dataclasses.dataclass
+class Append:
+    """Events to append to one case (``case`` is None for a new one), with their trace headers."""
+
+    case: pb.Case | None
+    events: Sequence[pb.CaseEvent]
+    headers: Mapping[str, str]
+
+
+def append_many(session: Session, *, appends: Sequence[Append], node_code: str, now: dt.datetime) -> list[pb.Case]:
+    """Fold each append's events onto its case and store events, projections and outbox rows
+    with a handful of statements for the whole batch (the holder's group commit)."""
+    results: list[pb.Case] = []
+    new: list[pb.Case] = []
+    changed: list[pb.Case] = []
+    events: list[pb.CaseEvent] = []
+    messages: list[outbox.Message] = []
+    for item in appends:
+        case = item.case
+        for event in item.events:
+            case = lifecycle.apply(case, event)
+            events.append(event)
+            subject = case_subject(node_code, lifecycle.event_type(event))
+            messages.append(outbox.Message(subject, event.id, event.SerializeToString(), item.headers))
+        if case is None:
+            raise InvalidArgument("events", "没有要写入的事件")
+        if item.events:
+            (new if item.case is None else changed).append(case)
+        results.append(case)
+    _insert_events(session, events, now=now)
+    outbox.enqueue_many(session, messages=messages, now=now)
+    _save_projections(session, new=new, changed=changed)
+    return results
+
+
 def append_events(
     session: Session,
     *,
@@ -101,23 +149,8 @@ def append_events(
     now: dt.datetime,
 ) -> pb.Case:
     """Fold ``events`` onto ``case`` and store them with their outbox rows (holder only)."""
-    if not events and case is not None:
-        return case
-    for event in events:
-        case = lifecycle.apply(case, event)
-        session.add(_event_record(event, now=now))
-        outbox.enqueue(
-            session,
-            subject=case_subject(node_code, lifecycle.event_type(event)),
-            message_id=event.id,
-            data=event.SerializeToString(),
-            headers=headers,
-            now=now,
-        )
-    if case is None:
-        raise InvalidArgument("events", "没有要写入的事件")
-    _save_projection(session, case)
-    return case
+    (result,) = append_many(session, appends=[Append(case, events, headers)], node_code=node_code, now=now)
+    return result
 
 
 def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime) -> bool:
@@ -128,10 +161,9 @@ def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime)
     """
     if session.get(CaseEventRecord, event.id) is not None:
         return False
-    session.add(_event_record(event, now=now))
-    session.flush()
+    _insert_events(session, [event], now=now)
     case = load_case(session, case_id=event.case_id)
-    version = 0 if case is None else case.version
+    version = version_before = 0 if case is None else case.version
     if event.seq != version + 1:
         return True
     later = session.exec(
@@ -144,8 +176,8 @@ def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime)
             break
         case = lifecycle.apply(case, pb.CaseEvent.FromString(record.data))
         version = record.seq
-    if case is not None:
-        _save_projection(session, case)
+    if case is not None and case.version > version_before:
+        _save_projections(session, new=[case] if version_before == 0 else [], changed=[case] if version_before else [])
     return True
 
 

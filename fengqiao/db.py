@@ -54,7 +54,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer: one thread writes, two more read (WAL lets readers run alongside).
         self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 8, thread_name_prefix="fq-db")
+        self._readers = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="fq-db-read") if self.is_sqlite else self._executor
+        )
 
     def create_all(self) -> None:
         """Create every table the imported models declare (idempotent)."""
@@ -71,12 +75,20 @@ class Database:
             raise Unavailable("数据库暂时不可用，请稍后重试") from exc
 
     async def run(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in one transaction on a database thread."""
+        """Run ``fn`` in one transaction on the database's writer thread(s)."""
+        return await self._on(self._executor, fn)
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run a read-only ``fn`` without queueing behind writes (SQLite: a reader thread)."""
+        return await self._on(self._readers, fn)
+
+    async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[Session], T]) -> T:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()  # keeps the trace context for SQL spans
         call = functools.partial(ctx.run, self.transaction, fn)
-        return await loop.run_in_executor(self._executor, call)
+        return await loop.run_in_executor(executor, call)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
         self.engine.dispose()

@@ -13,9 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
-from fengqiao import errors
+from fengqiao import errors, telemetry
 
 log = logging.getLogger(__name__)
+MAX_MESSAGE = 16 * 1024 * 1024  # attachments of up to 10 MiB travel as one message
 
 _STATUS: dict[type[errors.FengqiaoError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -65,7 +66,8 @@ class Registration:
 
 async def start_server(registrations: Sequence[Registration], *, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """Start a traced gRPC server with health checking and reflection; returns it and its port."""
-    server = grpc.aio.server(interceptors=[aio_server_interceptor()])
+    interceptors = [aio_server_interceptor()] if telemetry.enabled() else []
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for reg in registrations:
@@ -95,7 +97,9 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
 
 def channel(address: str, *, timeout_s: float = 5.0) -> grpc.aio.Channel:
     """A traced client channel whose calls get ``timeout_s`` unless they set a deadline."""
+    tracing = list(aio_client_interceptors()) if telemetry.enabled() else []
     return grpc.aio.insecure_channel(
         address,
-        interceptors=[_DefaultDeadline(timeout_s), *aio_client_interceptors()],  # type: ignore[list-item]
+        interceptors=[_DefaultDeadline(timeout_s), *tracing],  # type: ignore[list-item]
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
     )

@@ -47,9 +47,21 @@ def setup_tracing(*, service_name: str, exporter: SpanExporter | None) -> None:
     trace.set_tracer_provider(provider)
 
 
+def enabled() -> bool:
+    """True when this process records spans (an SDK tracer provider is installed).
+
+    With tracing off (the default) the instrumentation is not installed at all, so it costs
+    nothing on the hot paths.
+    """
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 def instrument_sqlalchemy() -> None:
-    """Trace every engine created from now on (once per process)."""
+    """Trace every engine created from now on (once per process), when tracing is on."""
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    if not enabled():
+        return
 
     instrumentor = SQLAlchemyInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy.exc import IntegrityError
 
 from fengqiao import casestore
 from fengqiao.clock import Clock
@@ -22,6 +21,7 @@ from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 from services.intake import attachments, policy, rules, store
 from services.intake.config import IntakeSettings
+from services.intake.writer import IntakeWriter
 
 Payloads = Callable[[pb.Case], Sequence[tuple[str, Message]]]
 
@@ -38,6 +38,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         settings: IntakeSettings,
         clock: Clock,
         files: attachments.AttachmentStore,
+        writer: IntakeWriter,
         on_commit: Callable[[], None],
     ) -> None:
         self._db = db
@@ -46,6 +47,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self._settings = settings
         self._clock = clock
         self._files = files
+        self._writer = writer
         self._on_commit = on_commit
 
     # 受理 and reading ------------------------------------------------------------------
@@ -55,32 +57,13 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self, request: intake_pb2.SubmitCaseRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitCaseResponse:
         rules.validate_submit(request, node_code=self._node, topology=self._topology, settings=self._settings)
-        now, headers = self._clock.now(), current_headers()
-        actor = request.reporter or "intake"
-        deadline = policy.intake_deadline(request.response_class, now, self._settings)
-        try:
-            case, duplicate = await self._db.run(
-                lambda s: store.submit(
-                    s,
-                    request=request,
-                    node_code=self._node,
-                    actor=actor,
-                    deadline=deadline,
-                    now=now,
-                    headers=headers,
-                )
-            )
-        except IntegrityError:  # a concurrent retry of the same request won the race
-            found = await self._db.run(
-                lambda s: casestore.find_by_request(
-                    s, origin_node=self._node, client_request_id=request.client_request_id
-                )
-            )
-            if found is None:
-                raise
-            case, duplicate = found, True
-        if not duplicate:
-            self._on_commit()
+        submission = store.Submission(
+            request=request,
+            actor=request.reporter or "intake",
+            deadline=policy.intake_deadline(request.response_class, self._clock.now(), self._settings),
+            headers=current_headers(),
+        )
+        case, duplicate = await self._writer.submit(submission)
         return intake_pb2.SubmitCaseResponse(case=case, duplicate=duplicate)
 
     async def _visible_case(self, key: str) -> pb.Case:

@@ -10,12 +10,14 @@ from services.intake.attachments import AttachmentStore
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
 from services.intake.handlers import IntakeHandlers
+from services.intake.writer import IntakeWriter
 
 
 def create(ctx: NodeContext) -> ServiceParts:
     """Intake takes cases in and runs the closed loop; its relay publishes the events."""
     settings = IntakeSettings()
     relay = OutboxRelay(db=ctx.db, js=ctx.js)
+    writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, on_commit=relay.wake)
     handlers = IntakeHandlers(
         db=ctx.db,
         node_code=ctx.spec.code,
@@ -23,10 +25,11 @@ def create(ctx: NodeContext) -> ServiceParts:
         settings=settings,
         clock=ctx.clock,
         files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),
+        writer=writer,
         on_commit=relay.wake,
     )
     watch = ClockWatch(db=ctx.db, node_code=ctx.spec.code, settings=settings, clock=ctx.clock, on_commit=relay.wake)
     return ServiceParts(
         registration=Registration("fengqiao.v1.Intake", intake_pb2_grpc.add_IntakeServicer_to_server, handlers),
-        tasks=[relay.run, watch.run],
+        tasks=[writer.run, relay.run, watch.run],
     )
