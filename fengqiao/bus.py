@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats
 from nats.aio.client import Client as NATS
@@ -19,6 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from fengqiao.db import Database
@@ -33,6 +34,10 @@ MSG_ID = "Nats-Msg-Id"
 
 class BadMessage(FengqiaoError):
     """A message that can never be processed; it goes to the dead-letter table."""
+
+
+class NotYet(FengqiaoError):
+    """A message that cannot be processed until something else has arrived; redeliver it later."""
 
 
 async def connect(url: str, *, name: str) -> NATS:
@@ -62,19 +67,26 @@ async def connect(url: str, *, name: str) -> NATS:
         raise Unavailable(f"无法连接消息服务器 {url}") from exc
 
 
+class Source(NamedTuple):
+    """A stream to source from, optionally only the subjects matching ``filter_subject``."""
+
+    name: str
+    filter_subject: str | None = None
+
+
 async def ensure_stream(
     js: JetStreamContext,
     *,
     name: str,
     subjects: Sequence[str],
-    sources: Sequence[str] = (),
+    sources: Sequence[Source] = (),
     max_bytes: int = -1,
 ) -> js_api.StreamInfo:
     """Create or update a file-backed stream with the given subjects and sourced streams."""
     config = js_api.StreamConfig(
         name=name,
         subjects=list(subjects),
-        sources=[js_api.StreamSource(name=s) for s in sources] or None,
+        sources=[js_api.StreamSource(name=s.name, filter_subject=s.filter_subject) for s in sources] or None,
         storage=js_api.StorageType.FILE,
         retention=js_api.RetentionPolicy.LIMITS,
         duplicate_window=120.0,
@@ -85,6 +97,32 @@ async def ensure_stream(
     except NotFoundError:
         return await js.add_stream(config)
     return await js.update_stream(config)
+
+
+async def revive_sources(js: JetStreamContext, *, name: str, subjects: Sequence[str], sources: Sequence[Source]) -> int:
+    """Reconnect the sources of ``name`` that failed because their stream did not exist yet.
+
+    JetStream retries such a source only after a back-off of about ten seconds; when the
+    stream has appeared meanwhile, removing and re-adding the source connects it at once.
+    Nothing was sourced from a source in error, so re-adding it duplicates nothing.
+    Returns how many sources were revived.
+    """
+    info = await js.stream_info(name)
+    failed = {s.name for s in info.sources or [] if s.error}
+    ready = []
+    for source in failed:
+        try:
+            await js.stream_info(source)
+            ready.append(source)
+        except NotFoundError:
+            continue
+    if not ready:
+        return 0
+    keep = [s for s in sources if s.name not in ready]
+    await ensure_stream(js, name=name, subjects=subjects, sources=keep)
+    await ensure_stream(js, name=name, subjects=subjects, sources=sources)
+    log.info("stream %s: revived sources %s", name, ", ".join(sorted(ready)))
+    return len(ready)
 
 
 Handler = Callable[[Session, Msg], None]
@@ -170,8 +208,8 @@ class InboxConsumer:
                 log.warning("dead letter %s on %s: %s", message_id, msg.subject, exc.message)
                 reason = exc.message
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
-            except Unavailable:
-                await msg.nak(delay=1.0)
+            except (Unavailable, IntegrityError, NotYet):  # store down, a concurrent writer, too early
+                await msg.nak(delay=0.2)
                 return
             except Exception as exc:  # a bug must not wedge the stream: keep it, with the reason
                 log.exception("consumer %s failed on %s", self._durable, message_id)

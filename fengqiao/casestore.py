@@ -9,14 +9,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import lifecycle, outbox
-from fengqiao.divisions import case_subject
-from fengqiao.errors import InvalidArgument
+from fengqiao.divisions import case_subject, down_subject
+from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.models import CaseEventRecord, CaseRecord
 from fengqiao.v1 import case_pb2 as pb
 
@@ -126,8 +127,11 @@ def append_many(session: Session, *, appends: Sequence[Append], node_code: str, 
         for event in item.events:
             case = lifecycle.apply(case, event)
             events.append(event)
-            subject = case_subject(node_code, lifecycle.event_type(event))
-            messages.append(outbox.Message(subject, event.id, event.SerializeToString(), item.headers))
+            kind, data = lifecycle.event_type(event), event.SerializeToString()
+            messages.append(outbox.Message(case_subject(node_code, kind), event.id, data, item.headers))
+            if case.origin_node != node_code:  # a case from below: its origin keeps a read-only copy
+                down = down_subject(node_code, case.origin_node, "case", kind)
+                messages.append(outbox.Message(down, f"{event.id}:down", data, item.headers))
         if case is None:
             raise InvalidArgument("events", "没有要写入的事件")
         if item.events:
@@ -281,3 +285,40 @@ def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:
         .limit(1)
     ).first()
     return None if value is None else value
+
+
+StepBuilder = Callable[[pb.Case], Sequence[pb.CaseEvent]]
+
+
+def new_event(case: pb.Case, *, offset: int, node_code: str, actor: str, now: dt.datetime) -> pb.CaseEvent:
+    """An empty event for ``case`` numbered ``offset`` after its current version."""
+    event = pb.CaseEvent(id=str(uuid.uuid4()), case_id=case.id, seq=case.version + offset, node=node_code, actor=actor)
+    event.at.FromDatetime(now)
+    return event
+
+
+def advance(
+    session: Session,
+    *,
+    case_id: str,
+    node_code: str,
+    expected_version: int,
+    build: StepBuilder,
+    now: dt.datetime,
+    headers: Mapping[str, str],
+) -> pb.Case:
+    """Append the events ``build`` makes for the case's current state.
+
+    Only the holder may advance a case — and the center an escalation is addressed to may
+    accept or refuse it; the fold checks each event's writer.
+    """
+    case = load_for_update(session, case_id=case_id)
+    if case is None:
+        raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
+    if node_code not in (case.holder_node, case.escalation_to):
+        raise IllegalTransition(f"案件由 {case.holder_node} 承办，只有承办中心可以推进")
+    if expected_version and case.version != expected_version:
+        raise IllegalTransition(
+            f"案件已被他人更新（当前版本 {case.version}，请求版本 {expected_version}），请刷新后重试"
+        )
+    return append_events(session, case=case, events=build(case), node_code=node_code, headers=headers, now=now)

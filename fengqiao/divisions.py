@@ -83,6 +83,43 @@ def subtree_subjects(code: str) -> str:
     return f"fq.{county}.>"
 
 
+def address_tokens(code: str) -> str:
+    """How a message addressed down to ``code`` names it: ``<town>.<village>`` (``_`` if none).
+
+    A county-level address does not occur: messages only go down to towns and villages.
+    """
+    _, town, village = subject_tokens(code)
+    return f"{town}.{village}"
+
+
+def down_subject(publisher: str, addressee: str, kind: str, event_type: str) -> str:
+    """The subject ``publisher`` uses to send something down to ``addressee`` (below it)."""
+    county, town, village = subject_tokens(publisher)
+    return f"fq.{county}.{town}.{village}.down.{address_tokens(addressee)}.{kind}.{event_type}"
+
+
+def own_down_subjects(code: str) -> str:
+    """Wildcard over what a node itself sends down."""
+    county, town, village = subject_tokens(code)
+    return f"fq.{county}.{town}.{village}.down.>"
+
+
+def down_filter(code: str, *, sender: str | None = None) -> str:
+    """Messages sent down to ``code`` or below it, by ``sender`` (any publisher when None)."""
+    _, town, village = subject_tokens(code)
+    target = town if village == NO_TOKEN else f"{town}.{village}"
+    if sender is None:
+        return f"fq.*.*.*.down.{target}.>"
+    s_county, s_town, s_village = subject_tokens(sender)
+    return f"fq.{s_county}.{s_town}.{s_village}.down.{target}.>"
+
+
+def down_stream(code: str) -> str:
+    """The stream holding what a node sends down, plus what its parent sent down for its subtree."""
+    tier_of(code)
+    return f"FQ_DOWN_{code}"
+
+
 def events_stream(code: str) -> str:
     """The JetStream stream holding a node's own events plus those sourced from below."""
     tier_of(code)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fengqiao.divisions import parent_code
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2
@@ -52,6 +53,9 @@ STEP_LABELS = {
     "archived": "归档",
     "deadline_warning": "临期预警",
     "supervision": "督办",
+    "escalation_requested": "上报",
+    "escalation_accepted": "接收上报",
+    "escalation_refused": "退回上报",
 }
 CLOSED_STATUSES = frozenset({pb.CASE_STATUS_CLOSED, pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED})
 UNSATISFIED_MAX = 2  # satisfaction 1–2 reopens the case (发回重办)
@@ -72,7 +76,22 @@ _FROM: dict[str, frozenset[int]] = {
     "follow_up": frozenset({S.CASE_STATUS_CLOSED}),
     "reopened": frozenset({S.CASE_STATUS_FOLLOWED_UP}),
     "archived": frozenset({S.CASE_STATUS_FOLLOWED_UP}),
+    "escalation_requested": frozenset(
+        {
+            S.CASE_STATUS_RECEIVED,
+            S.CASE_STATUS_TRIAGED,
+            S.CASE_STATUS_RETURNED,
+            S.CASE_STATUS_REOPENED,
+            S.CASE_STATUS_ASSIGNED,
+            S.CASE_STATUS_ACKNOWLEDGED,
+            S.CASE_STATUS_IN_PROGRESS,
+        }
+    ),
+    "escalation_accepted": frozenset({S.CASE_STATUS_ESCALATING}),
+    "escalation_refused": frozenset({S.CASE_STATUS_ESCALATING}),
 }
+# Written by the center an escalation is addressed to, not by the holder.
+_BY_RECEIVER = frozenset({"escalation_accepted", "escalation_refused"})
 OPEN_STATUSES = frozenset(set(STATUS_LABELS) - CLOSED_STATUSES)
 
 
@@ -266,6 +285,8 @@ def _archived(case: pb.Case, event: pb.CaseEvent) -> None:
 
 
 def _alarm(case: pb.Case, deadline: Timestamp, done: str, what: str) -> None:
+    if case.status == pb.CASE_STATUS_ESCALATING:
+        raise IllegalTransition(f"上报待上级接收期间，不能{what}")
     if not is_open(case) or not has_deadline(case):
         raise IllegalTransition(f"案件没有进行中的办理时限，不能{what}")
     if deadline != case.deadline:
@@ -285,6 +306,46 @@ def _supervision(case: pb.Case, event: pb.CaseEvent) -> None:
     case.supervisions += 1
 
 
+def _escalation_requested(case: pb.Case, event: pb.CaseEvent) -> None:
+    step = event.escalation_requested
+    _need(step.reason, "reason", "上报理由")
+    above = parent_code(case.holder_node)
+    if above is None:
+        raise IllegalTransition("县级中心没有上一级，不能上报")
+    if step.to_node != above:
+        raise IllegalTransition(f"只能逐级上报到上一级中心（{above}）")
+    case.escalation_to = step.to_node
+    case.status_before_escalation = case.status
+    case.decided_rule = step.rule_id or "operator"
+    case.decided_reason = step.reason
+    case.ClearField("pending_extension")
+    case.status = pb.CASE_STATUS_ESCALATING
+
+
+def _escalation_accepted(case: pb.Case, event: pb.CaseEvent) -> None:
+    step = event.escalation_accepted
+    if not step.HasField("deadline") or step.deadline.ToDatetime() <= event.at.ToDatetime():
+        raise InvalidArgument("deadline", "接收上报须确定晚于当前时间的办理时限")
+    case.holder_node = event.node
+    case.escalation_to = ""
+    case.status_before_escalation = pb.CASE_STATUS_UNSPECIFIED
+    case.escalations += 1
+    case.ClearField("assignment")
+    case.acknowledged = False
+    case.ClearField("feedback")
+    case.review_approved = False
+    case.clock_start.CopyFrom(event.at)
+    _set_deadline(case, step.deadline)
+    case.status = pb.CASE_STATUS_RECEIVED
+
+
+def _escalation_refused(case: pb.Case, event: pb.CaseEvent) -> None:
+    _need(event.escalation_refused.reason, "reason", "退回上报的理由")
+    case.status = case.status_before_escalation
+    case.escalation_to = ""
+    case.status_before_escalation = pb.CASE_STATUS_UNSPECIFIED
+
+
 _STEPS: dict[str, Callable[[pb.Case, pb.CaseEvent], None]] = {
     "triaged": _triaged,
     "assigned": _assigned,
@@ -302,6 +363,9 @@ _STEPS: dict[str, Callable[[pb.Case, pb.CaseEvent], None]] = {
     "archived": _archived,
     "deadline_warning": _deadline_warning,
     "supervision": _supervision,
+    "escalation_requested": _escalation_requested,
+    "escalation_accepted": _escalation_accepted,
+    "escalation_refused": _escalation_refused,
 }
 
 
@@ -321,6 +385,12 @@ def apply(case: pb.Case | None, event: pb.CaseEvent) -> pb.Case:
         step = _STEPS.get(kind)
         if step is None:
             raise IllegalTransition(f"未知的事件类型：{kind}")
+        writer = case.escalation_to if kind in _BY_RECEIVER else case.holder_node
+        if event.node != writer:
+            raise IllegalTransition(
+                f"节点 {event.node} 不能{STEP_LABELS.get(kind, kind)}：案件由 {case.holder_node} 承办"
+                + (f"，上报给 {case.escalation_to}" if case.escalation_to else "")
+            )
         allowed = _FROM.get(kind)
         if allowed is not None and case.status not in allowed:
             raise IllegalTransition(
@@ -359,4 +429,8 @@ def invariant_violations(case: pb.Case) -> list[str]:
         problems.append("pending extension outside handling")
     if case.version < 1 or not case.id or not case.holder_node:
         problems.append("missing identity or version")
+    if (case.status == pb.CASE_STATUS_ESCALATING) != bool(case.escalation_to):
+        problems.append("escalating without a receiver, or a receiver without escalating")
+    if case.escalation_to and case.escalation_to == case.holder_node:
+        problems.append("escalated to its own holder")
     return problems

@@ -21,7 +21,14 @@ from nats.js import JetStreamContext
 from fengqiao import auth, bus
 from fengqiao.clock import Clock, SystemClock
 from fengqiao.db import Database
-from fengqiao.divisions import events_stream, own_case_subjects
+from fengqiao.divisions import (
+    down_filter,
+    down_stream,
+    events_stream,
+    own_case_subjects,
+    own_down_subjects,
+    parent_code,
+)
 from fengqiao.errors import Unavailable
 from fengqiao.grpcutil import Registration, start_server
 from fengqiao.settings import NodeSettings
@@ -102,13 +109,7 @@ class Node:
             )
         nc = await bus.connect(settings.nats_url, name=f"fq-{self.spec.code}")
         js = nc.jetstream()
-        children = [events_stream(c.code) for c in self.topology.children(self.spec.code)]
-        await bus.ensure_stream(
-            js,
-            name=events_stream(self.spec.code),
-            subjects=[own_case_subjects(self.spec.code)],
-            sources=children,
-        )
+        await ensure_streams(js, self.topology, self.spec.code)
         self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock)
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
@@ -119,6 +120,7 @@ class Node:
         for part in parts:
             for task in part.tasks:
                 self._tasks.append(asyncio.create_task(task()))
+        self._tasks.append(asyncio.create_task(watch_sources(js, self.topology, self.spec.code)))
         if settings.serve_http:
             await self._start_http()
         log.info(
@@ -165,6 +167,38 @@ async def _bounded(awaitable: Awaitable[object], what: str, timeout_s: float = 5
         log.warning("stopping %s took over %.0f s; moving on", what, timeout_s)
     except (asyncio.CancelledError, Exception):  # a cancelled or failed task has stopped
         pass
+
+
+def stream_plan(topology: Topology, code: str) -> list[tuple[str, list[str], list[bus.Source]]]:
+    """A node's two streams (name, subjects, sources): events going up — its own, sourcing its
+    children's — and messages going down — its own, sourcing what its parent sent down for it."""
+    children = [bus.Source(events_stream(c.code)) for c in topology.children(code)]
+    parent = parent_code(code)
+    above = [bus.Source(down_stream(parent), down_filter(code))] if parent else []
+    return [
+        (events_stream(code), [own_case_subjects(code)], children),
+        (down_stream(code), [own_down_subjects(code)], above),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, topology: Topology, code: str) -> None:
+    for name, subjects, sources in stream_plan(topology, code):
+        await bus.ensure_stream(js, name=name, subjects=subjects, sources=sources)
+
+
+async def watch_sources(js: JetStreamContext, topology: Topology, code: str) -> None:
+    """Revive sources whose stream appeared after ours (often at start-up), until cancelled."""
+    checks = 0
+    while True:
+        await asyncio.sleep(0.5 if checks < 120 else 10.0)
+        checks += 1
+        for name, subjects, sources in stream_plan(topology, code):
+            if not sources:
+                continue
+            try:
+                await bus.revive_sources(js, name=name, subjects=subjects, sources=sources)
+            except Exception as exc:  # broker away: try again next round
+                log.debug("source check of %s: %s", name, exc)
 
 
 def _service_factories() -> dict[str, Callable[[NodeContext], ServiceParts]]:

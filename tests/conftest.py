@@ -132,3 +132,17 @@ async def chain(
         yield local
     finally:
         await local.stop()
+
+
+@pytest.fixture
+async def chain_manual(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LocalCounty]:
+    """Like ``chain``, but centers leave escalations to their operators (no automatic acceptance)."""
+    monkeypatch.setenv("FQ_ROUTING_AUTO_ACCEPT_ESCALATIONS", "false")
+    local = _local_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1)
+    await local.start()
+    try:
+        yield local
+    finally:
+        await local.stop()

@@ -1,7 +1,9 @@
 """Wiring of the federation service: its gRPC methods and the subtree sync.
 
-The sync consumes the events the node's stream sources from the nodes below and stores them
-in this node's case log, once each (inbox), so figures cover the whole subtree.
+Two syncs store replicated events in this node's case log, once each (inbox): upward, the
+events its stream sources from the nodes below, so figures cover the whole subtree; downward,
+what the tiers above did to cases that came from here, so a village sees how its escalated
+case ended.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sqlmodel import Session
 from fengqiao import casestore
 from fengqiao.bus import BadMessage, Handler, InboxConsumer
 from fengqiao.clock import Clock
-from fengqiao.divisions import events_stream, is_within, subtree_subjects
+from fengqiao.divisions import down_filter, down_stream, events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
@@ -22,10 +24,12 @@ from services.federation.config import FederationSettings
 from services.federation.handlers import FederationHandlers
 
 SYNC_CONSUMER = "fq-subtree-sync"
+DOWN_CONSUMER = "fq-downward-sync"
 
 
-def subtree_event_handler(node_code: str, clock: Clock) -> Handler:
-    """The inbox handler storing an event from below; malformed ones become dead letters."""
+def subtree_event_handler(node_code: str, clock: Clock, *, from_above: bool = False) -> Handler:
+    """The inbox handler storing a replicated event — from below, or from the tiers above for
+    the cases that came from here; malformed ones become dead letters."""
 
     def handle(session: Session, msg: Msg) -> None:
         try:
@@ -34,7 +38,9 @@ def subtree_event_handler(node_code: str, clock: Clock) -> Handler:
             raise BadMessage(f"无法解析的案件事件：{exc}") from exc
         if not event.id or not event.case_id or event.seq < 1:
             raise BadMessage("案件事件缺少编号、案件编号或序号")
-        if not is_within(event.node, node_code):
+        if from_above and not is_within(node_code, event.node):
+            raise BadMessage(f"下行事件来自非上级节点 {event.node}")
+        if not from_above and not is_within(event.node, node_code):
             raise BadMessage(f"事件来自辖区外的节点 {event.node}")
         try:
             casestore.store_replicated(session, event=event, now=clock.now())
@@ -66,4 +72,17 @@ def create(ctx: NodeContext) -> ServiceParts:
             batch=settings.sync_batch,
         )
         parts.tasks.append(consumer.run)
+    ancestors = ctx.topology.ancestors(ctx.spec.code)
+    if ancestors:
+        downward = InboxConsumer(
+            js=ctx.js,
+            db=ctx.db,
+            stream=down_stream(ctx.spec.code),
+            durable=DOWN_CONSUMER,
+            filter_subjects=[down_filter(ctx.spec.code, sender=a.code) for a in ancestors],
+            handle=subtree_event_handler(ctx.spec.code, ctx.clock, from_above=True),
+            now=ctx.clock.now,
+            batch=settings.sync_batch,
+        )
+        parts.tasks.append(downward.run)
     return parts

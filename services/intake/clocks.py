@@ -20,7 +20,7 @@ from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
 from fengqiao.telemetry import current_headers, tracer
 from fengqiao.v1 import case_pb2 as pb
-from services.intake import policy, store
+from services.intake import policy
 from services.intake.config import IntakeSettings
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ class ClockWatch:
                 payload = pb.DeadlineWarning(deadline=case.deadline)
             else:
                 payload = pb.Supervision(deadline=case.deadline, to_node=policy.supervisor_of(self._node))
-            event = store.new_event(case, offset=offset, node_code=self._node, actor=ACTOR, now=now)
+            event = casestore.new_event(case, offset=offset, node_code=self._node, actor=ACTOR, now=now)
             getattr(event, kind).CopyFrom(payload)
             events.append(event)
         return events
 
     def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
-        return store.advance(
+        return casestore.advance(
             session,
             case_id=case_id,
             node_code=self._node,

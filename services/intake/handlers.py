@@ -119,13 +119,13 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         def build(case: pb.Case) -> list[pb.CaseEvent]:
             events = []
             for offset, (field, payload) in enumerate(payloads(case), start=1):
-                event = store.new_event(case, offset=offset, node_code=self._node, actor=actor, now=now)
+                event = casestore.new_event(case, offset=offset, node_code=self._node, actor=actor, now=now)
                 getattr(event, field).CopyFrom(payload)
                 events.append(event)
             return events
 
         case = await self._db.run(
-            lambda s: store.advance(
+            lambda s: casestore.advance(
                 s,
                 case_id=case_id,
                 node_code=self._node,

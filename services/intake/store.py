@@ -1,17 +1,16 @@
-"""Intake's storage: taking cases in (in batches: group commit) and advancing them (keyword-only)."""
+"""Intake's storage: taking cases in, in batches (group commit; keyword-only arguments)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select, text
 from sqlmodel import Session
 
 from fengqiao import casestore
-from fengqiao.errors import IllegalTransition, NotFound
 from fengqiao.models import CaseRecord
 from fengqiao.v1 import case_pb2, intake_pb2
 from services.intake import rules
@@ -87,40 +86,3 @@ def submit_batch(
         else:
             results.append((by_request[rid], fresh[rid] is not sub))
     return results
-
-
-StepBuilder = Callable[[case_pb2.Case], Sequence[case_pb2.CaseEvent]]
-
-
-def new_event(case: case_pb2.Case, *, offset: int, node_code: str, actor: str, now: dt.datetime) -> case_pb2.CaseEvent:
-    """An empty event for ``case`` numbered ``offset`` after its current version."""
-    event = case_pb2.CaseEvent(
-        id=str(uuid.uuid4()), case_id=case.id, seq=case.version + offset, node=node_code, actor=actor
-    )
-    event.at.FromDatetime(now)
-    return event
-
-
-def advance(
-    session: Session,
-    *,
-    case_id: str,
-    node_code: str,
-    expected_version: int,
-    build: StepBuilder,
-    now: dt.datetime,
-    headers: Mapping[str, str],
-) -> case_pb2.Case:
-    """Append the events ``build`` makes for the case's current state (holder only)."""
-    case = casestore.load_for_update(session, case_id=case_id)
-    if case is None or (not case.origin_node.startswith(node_code) and case.holder_node != node_code):
-        raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
-    if case.holder_node != node_code:
-        raise IllegalTransition(f"案件由 {case.holder_node} 承办，只有承办中心可以推进")
-    if expected_version and case.version != expected_version:
-        raise IllegalTransition(
-            f"案件已被他人更新（当前版本 {case.version}，请求版本 {expected_version}），请刷新后重试"
-        )
-    return casestore.append_events(
-        session, case=case, events=build(case), node_code=node_code, headers=headers, now=now
-    )

@@ -1,40 +1,150 @@
-"""The Routing gRPC methods."""
+"""The Routing gRPC methods: where a case is held, and 上报 between tiers."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
+from google.protobuf.message import Message
 
 from fengqiao import casestore
+from fengqiao.clock import Clock
 from fengqiao.db import Database
-from fengqiao.errors import NotFound
+from fengqiao.divisions import parent_code
+from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
+from fengqiao.telemetry import current_headers
 from fengqiao.topology import NodeSpec, Topology
+from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, routing_pb2, routing_pb2_grpc
-from services.routing import rules
+from services.routing import policy, rules
+from services.routing.config import RoutingSettings
+from services.routing.policy import PolicyFile
 
 
 def _hop(spec: NodeSpec) -> routing_pb2.RouteHop:
     return routing_pb2.RouteHop(code=spec.code, name=spec.name, tier=common_pb2.Tier.ValueType(spec.tier))
 
 
-class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
-    """Tells where a case is held and where it would go next."""
+def escalation_request(case: pb.Case, *, reason: str, rule_id: str, rule_name: str) -> pb.EscalationRequested:
+    """The 上报 of a case to the tier above its holder."""
+    above = parent_code(case.holder_node)
+    if above is None:
+        raise IllegalTransition("县级中心没有上一级，不能上报")
+    return pb.EscalationRequested(to_node=above, reason=reason, rule_id=rule_id, rule_name=rule_name)
 
-    def __init__(self, *, db: Database, node_code: str, topology: Topology) -> None:
+
+def acceptance(now: dt.datetime, settings: RoutingSettings) -> pb.EscalationAccepted:
+    """Taking an escalated case: the new holder's clock starts now."""
+    accepted = pb.EscalationAccepted()
+    accepted.deadline.FromDatetime(now + dt.timedelta(hours=settings.accepted_hours))
+    return accepted
+
+
+class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
+    """Tells where a case is held and moves it between tiers."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        node_code: str,
+        topology: Topology,
+        settings: RoutingSettings,
+        clock: Clock,
+        policy: PolicyFile,
+    ) -> None:
+        self._policy = policy
         self._db = db
         self._node = node_code
         self._topology = topology
+        self._settings = settings
+        self._clock = clock
+
+    async def _case(self, case_id: str) -> pb.Case:
+        case = await self._db.read(lambda s: casestore.find_case(s, key=case_id))
+        if case is None or not case.origin_node.startswith(self._node):
+            raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
+        return case
+
+    async def _append(self, case_id: str, actor: str, field: str, payload: Message) -> pb.Case:
+        if not actor.strip():
+            raise InvalidArgument("actor", "操作人不能为空")
+        now, headers = self._clock.now(), current_headers()
+
+        def build(case: pb.Case) -> list[pb.CaseEvent]:
+            event = casestore.new_event(case, offset=1, node_code=self._node, actor=actor, now=now)
+            getattr(event, field).CopyFrom(payload)
+            return [event]
+
+        return await self._db.run(
+            lambda s: casestore.advance(
+                s, case_id=case_id, node_code=self._node, expected_version=0, build=build, now=now, headers=headers
+            )
+        )
 
     @grpc_method
     async def GetRoute(
         self, request: routing_pb2.GetRouteRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.Route:
-        case = await self._db.run(lambda s: casestore.find_case(s, key=request.case_id))
-        if case is None or not case.origin_node.startswith(self._node):
-            raise NotFound(f"案件 {request.case_id} 不存在或不在本中心辖区")
+        case = await self._case(request.case_id)
         holder = self._topology.node(case.holder_node)
         return routing_pb2.Route(
             case_id=case.id,
             holder=_hop(holder),
             escalation_path=[_hop(s) for s in rules.escalation_path(self._topology, holder.code)],
         )
+
+    @grpc_method
+    async def Escalate(self, request: routing_pb2.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.Case:
+        if not request.reason.strip():
+            raise InvalidArgument("reason", "人工上报须说明理由")
+        case = await self._case(request.case_id)
+        step = escalation_request(case, reason=request.reason, rule_id="operator", rule_name="人工上报")
+        return await self._append(case.id, request.actor, "escalation_requested", step)
+
+    @grpc_method
+    async def ApplyPolicy(
+        self, request: routing_pb2.ApplyPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.PolicyDecision:
+        case = await self._case(request.case_id)
+        if case.holder_node != self._node:
+            raise IllegalTransition(f"案件由 {case.holder_node} 承办，只有承办中心可以研判是否上报")
+        facts = policy.facts_from_case(
+            case,
+            people=request.people,
+            amount_yuan=request.amount_yuan,
+            severity=request.severity or "low",
+            failed_mediations=request.failed_mediations,
+            repeat_petition=request.repeat_petition,
+            party_divisions=list(request.party_divisions) or None,
+        )
+        decision = policy.decide(self._policy.current(), facts, self._node)
+        if decision.escalate:
+            step = escalation_request(
+                case, reason=decision.reason, rule_id=decision.rule_id, rule_name=decision.rule_name
+            )
+            case = await self._append(case.id, request.actor, "escalation_requested", step)
+        return routing_pb2.PolicyDecision(
+            escalate=decision.escalate,
+            target_tier=common_pb2.Tier.ValueType(decision.target),
+            next_node=decision.next_node or "",
+            rule_id=decision.rule_id,
+            rule_name=decision.rule_name,
+            reason=decision.reason,
+            case=case,
+        )
+
+    @grpc_method
+    async def AcceptEscalation(
+        self, request: routing_pb2.AcceptEscalationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        step = acceptance(self._clock.now(), self._settings)
+        return await self._append(request.case_id, request.actor, "escalation_accepted", step)
+
+    @grpc_method
+    async def RefuseEscalation(
+        self, request: routing_pb2.RefuseEscalationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Case:
+        step = pb.EscalationRefused(reason=request.reason)
+        return await self._append(request.case_id, request.actor, "escalation_refused", step)
