@@ -74,3 +74,56 @@ async def jetstream_publish(*, payload_size: int, concurrency: int, count: int) 
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("%s: %.1f msgs/s (%d errors)", JETSTREAM_PUBLISH, result.rate, result.errors)
     return result
+
+
+SOURCED_HOP = "raw JetStream sourced hop"
+
+
+async def sourced_hop_latencies(*, payload_size: int, rate: float, count: int) -> list[float]:
+    """Seconds from an acked publish into one stream until a pull consumer on a second stream,
+    which sources the first, receives it — the raw path an escalation takes — at ``rate``/s."""
+    workdir = Path(tempfile.mkdtemp(prefix="fq-bench-hop-"))
+    server = await asyncio.to_thread(NatsServer(store_dir=workdir / "nats").start)
+    try:
+        nc = await nats.connect(server.url, name="fq-bench-hop")
+        try:
+            js = nc.jetstream()
+            await js.add_stream(
+                js_api.StreamConfig(name="HOP_LOW", subjects=["low.>"], storage=js_api.StorageType.FILE)
+            )
+            await js.add_stream(
+                js_api.StreamConfig(
+                    name="HOP_HIGH", sources=[js_api.StreamSource(name="HOP_LOW")], storage=js_api.StorageType.FILE
+                )
+            )
+            sub = await js.pull_subscribe("", durable="hop", stream="HOP_HIGH")
+            sent: dict[str, float] = {}
+            arrived: dict[str, float] = {}
+            loop = asyncio.get_running_loop()
+
+            async def consume() -> None:
+                while len(arrived) < count:
+                    try:
+                        for msg in await sub.fetch(256, timeout=0.5):
+                            arrived[msg.headers["id"] if msg.headers else ""] = loop.time()
+                            await msg.ack()
+                    except nats.errors.TimeoutError:
+                        continue
+
+            consumer = asyncio.create_task(consume())
+            payload = b"x" * payload_size
+            start = loop.time()
+            publishes = []
+            for i in range(count):
+                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+                key = str(i)
+                sent[key] = loop.time()
+                publishes.append(asyncio.create_task(js.publish("low.x", payload, headers={"id": key})))
+            await asyncio.gather(*publishes)
+            await asyncio.wait_for(consumer, timeout=60)
+        finally:
+            await nc.close()
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return [arrived[k] - sent[k] for k in sent]

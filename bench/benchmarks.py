@@ -21,8 +21,8 @@ from bench.harness import BenchSettings, Result, benchmark
 from bench.procs import server_process
 from fengqiao.divisions import events_stream, own_case_subjects
 from fengqiao.grpcutil import channel
+from fengqiao.testing import submit_request
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.cases import submit_request
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,12 @@ PAGE = 500  # IntakeSettings.page_size_max
 
 
 @contextlib.asynccontextmanager
-async def county(settings: BenchSettings, name: str) -> AsyncIterator[dict[str, Any]]:
+async def county(settings: BenchSettings, name: str, *extra: str) -> AsyncIterator[dict[str, Any]]:
     """A fresh county server process (cProfiled when ``profile_dir`` is set)."""
-    args: list[str] = []
+    args: list[str] = list(extra)
     if settings.profile_dir is not None:
         settings.profile_dir.mkdir(parents=True, exist_ok=True)
-        args = ["--profile", str(settings.profile_dir / f"{name}.prof")]
+        args += ["--profile", str(settings.profile_dir / f"{name}.prof")]
     async with server_process("bench.county_server", *args) as info:
         yield info
 

@@ -7,6 +7,7 @@ own events and, by stream sourcing, those of the nodes below it; the WAN hops ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -15,7 +16,6 @@ from typing import Any, NamedTuple
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -148,6 +148,7 @@ class InboxConsumer:
         now: Callable[[], dt.datetime],
         batch: int = 256,
         ack_wait_s: float = 30.0,
+        poll_s: float = 0.05,
         on_applied: Callable[[], None] | None = None,
     ) -> None:
         self._js = js
@@ -159,6 +160,7 @@ class InboxConsumer:
         self._now = now
         self._batch = batch
         self._ack_wait = ack_wait_s
+        self._poll = poll_s
         self._on_applied = on_applied
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
@@ -182,8 +184,10 @@ class InboxConsumer:
                 if sub is None:
                     sub = await self.subscribe()
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=1.0)
-                except NatsTimeout:
+                    # Short polls: a fetch returns what is waiting at once, but holds a partial
+                    # batch until its timeout, so the timeout bounds the added latency.
+                    msgs = await sub.fetch(self._batch, timeout=self._poll)
+                except TimeoutError:  # nats-py raises its own subclass, or asyncio's
                     continue
                 await self._process(msgs)
             except asyncio.CancelledError:
@@ -194,10 +198,29 @@ class InboxConsumer:
                 await asyncio.sleep(1.0)
 
     async def _process(self, msgs: list[Msg]) -> None:
+        """Apply a fetched batch in one transaction; if any message fails, go one by one so
+        that message alone is dead-lettered or redelivered."""
+        if len(msgs) > 1:
+            consumer = f"{self._stream}/{self._durable}"
+            with contextlib.ExitStack() as spans:
+                for msg in msgs:
+                    spans.enter_context(consume_span(msg.subject, msg.headers, consumer=consumer))
+                try:
+                    await self._db.run(lambda s: self._apply_all(s, msgs))
+                except Exception as exc:
+                    log.debug("batch of %d on %s: %r; one by one", len(msgs), self._durable, exc)
+                else:
+                    for msg in msgs:
+                        await msg.ack()
+                    msgs = []
         for msg in msgs:
             await self._process_one(msg)
         if self._on_applied is not None:
             self._on_applied()
+
+    def _apply_all(self, session: Session, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            self.apply(session, msg)
 
     async def _process_one(self, msg: Msg) -> None:
         message_id = self.message_id(msg)
@@ -209,7 +232,7 @@ class InboxConsumer:
                 reason = exc.message
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
             except (Unavailable, IntegrityError, NotYet):  # store down, a concurrent writer, too early
-                await msg.nak(delay=0.2)
+                await msg.nak(delay=0.02)
                 return
             except Exception as exc:  # a bug must not wedge the stream: keep it, with the reason
                 log.exception("consumer %s failed on %s", self._durable, message_id)

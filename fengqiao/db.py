@@ -20,10 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
-from fengqiao.errors import Unavailable
+from fengqiao.errors import FengqiaoError, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Job = tuple[Callable[[Session], Any], contextvars.Context, "asyncio.Future[Any]"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -56,6 +57,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         # SQLite has one writer: one thread writes, two more read (WAL lets readers run alongside).
         self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 8, thread_name_prefix="fq-db")
+        self._jobs: list[Job] = []
+        self._jobs_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
         self._readers = (
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="fq-db-read") if self.is_sqlite else self._executor
         )
@@ -88,7 +92,57 @@ class Database:
         call = functools.partial(ctx.run, self.transaction, fn)
         return await loop.run_in_executor(executor, call)
 
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        """Run a short write ``fn`` with group commit: writes queued together share one
+        transaction (one commit, one fsync). A domain error (``FengqiaoError``) fails only its
+        own ``fn``, so ``fn`` must raise those before it writes anything."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.append((fn, contextvars.copy_context(), future))
+        self._jobs_ready.set()
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_jobs())
+        return await future
+
+    async def _write_jobs(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._jobs_ready.wait()
+            self._jobs_ready.clear()
+            while self._jobs:
+                jobs, self._jobs = self._jobs[:256], self._jobs[256:]
+                outcomes = await loop.run_in_executor(self._executor, self._run_jobs, jobs)
+                for (_, _, future), (ok, value) in zip(jobs, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    def _run_jobs(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        def attempt(session: Session, fn: Callable[[Session], Any], ctx: contextvars.Context) -> tuple[bool, Any]:
+            try:
+                return True, ctx.run(fn, session)
+            except FengqiaoError as exc:
+                return False, exc
+
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                return [attempt(session, fn, ctx) for fn, ctx, _ in jobs]
+        except Exception:
+            log.debug("a group of %d writes failed together; writing each on its own", len(jobs))
+        outcomes: list[tuple[bool, Any]] = []
+        for fn, ctx, _ in jobs:  # one failed the shared transaction: each on its own
+            try:
+                outcomes.append((True, self.transaction(lambda s, f=fn, c=ctx: c.run(f, s))))  # type: ignore[misc]
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
         self._executor.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()

@@ -31,6 +31,7 @@ from fengqiao.divisions import (
 )
 from fengqiao.errors import Unavailable
 from fengqiao.grpcutil import Registration, start_server
+from fengqiao.outbox import OutboxRelay
 from fengqiao.settings import NodeSettings
 from fengqiao.telemetry import instrument_sqlalchemy
 from fengqiao.topology import NodeSpec, Topology, load_topology
@@ -49,6 +50,7 @@ class NodeContext:
     nc: NATS
     js: JetStreamContext
     clock: Clock
+    outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
 
 
 @dataclasses.dataclass
@@ -110,7 +112,8 @@ class Node:
         nc = await bus.connect(settings.nats_url, name=f"fq-{self.spec.code}")
         js = nc.jetstream()
         await ensure_streams(js, self.topology, self.spec.code)
-        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock)
+        relay = OutboxRelay(db=db, js=js)
+        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake)
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
         port = settings.grpc_port if settings.grpc_port is not None else self.spec.grpc_port
@@ -120,6 +123,7 @@ class Node:
         for part in parts:
             for task in part.tasks:
                 self._tasks.append(asyncio.create_task(task()))
+        self._tasks.append(asyncio.create_task(relay.run()))
         self._tasks.append(asyncio.create_task(watch_sources(js, self.topology, self.spec.code)))
         if settings.serve_http:
             await self._start_http()

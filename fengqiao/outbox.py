@@ -126,6 +126,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled; a broker outage only delays publishing."""
         while True:
+            self._wake.clear()  # before reading: a wake during the read is not lost
             try:
                 sent = await self.relay_once(mark=False)
                 loop_time = asyncio.get_running_loop().time()
@@ -139,7 +140,6 @@ class OutboxRelay:
                 sent = 0
                 await asyncio.sleep(self._poll)
             if sent == 0:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
                 except TimeoutError:

@@ -17,9 +17,8 @@ from sqlalchemy import text
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.natsserver import NatsServer
-from fengqiao.testing import TOKEN_SECRET, LocalCounty, small_county
+from fengqiao.testing import TOKEN_SECRET, LocalCounty, small_county, submit_request
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.cases import submit_request
 from tests.test_county_sync import COUNTY, eventually
 
 VILLAGES = ("371702101001", "371702101002", "371702102001", "371702102002")

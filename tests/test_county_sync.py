@@ -12,9 +12,8 @@ import pytest
 
 from fengqiao.grpcutil import channel
 from fengqiao.node import Node
-from fengqiao.testing import ADMIN_PASSWORD, LocalCounty
+from fengqiao.testing import ADMIN_PASSWORD, LocalCounty, submit_request
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.cases import submit_request
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 

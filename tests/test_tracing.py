@@ -6,9 +6,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty
+from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import intake_pb2_grpc
-from tests.cases import submit_request
 from tests.test_county_sync import COUNTY, TOWN, VILLAGE, eventually, has_case
 
 

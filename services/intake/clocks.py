@@ -81,7 +81,7 @@ class ClockWatch:
             with tracer.start_as_current_span("clock alarm"):
                 headers = current_headers()
                 try:
-                    await self._db.run(functools.partial(self._raise_alarms, case_id=case.id, headers=headers))
+                    await self._db.write(functools.partial(self._raise_alarms, case_id=case.id, headers=headers))
                 except FengqiaoError as exc:  # moved on meanwhile (closed, escalated): nothing owed
                     log.info("no alarm for %s: %s", case.receipt_no, exc.message)
                     continue

@@ -124,7 +124,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
                 events.append(event)
             return events
 
-        case = await self._db.run(
+        case = await self._db.write(
             lambda s: casestore.advance(
                 s,
                 case_id=case_id,

@@ -1,10 +1,9 @@
-"""Wiring of the intake service: its gRPC methods, the outbox relay and the clock watch."""
+"""Wiring of the intake service: its gRPC methods, the group-commit writer and the clock watch."""
 
 from __future__ import annotations
 
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
-from fengqiao.outbox import OutboxRelay
 from fengqiao.v1 import intake_pb2_grpc
 from services.intake.attachments import AttachmentStore
 from services.intake.clocks import ClockWatch
@@ -14,10 +13,9 @@ from services.intake.writer import IntakeWriter
 
 
 def create(ctx: NodeContext) -> ServiceParts:
-    """Intake takes cases in and runs the closed loop; its relay publishes the events."""
+    """Intake takes cases in and runs the closed loop."""
     settings = IntakeSettings()
-    relay = OutboxRelay(db=ctx.db, js=ctx.js)
-    writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, on_commit=relay.wake)
+    writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, on_commit=ctx.outbox_written)
     handlers = IntakeHandlers(
         db=ctx.db,
         node_code=ctx.spec.code,
@@ -26,10 +24,12 @@ def create(ctx: NodeContext) -> ServiceParts:
         clock=ctx.clock,
         files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),
         writer=writer,
-        on_commit=relay.wake,
+        on_commit=ctx.outbox_written,
     )
-    watch = ClockWatch(db=ctx.db, node_code=ctx.spec.code, settings=settings, clock=ctx.clock, on_commit=relay.wake)
+    watch = ClockWatch(
+        db=ctx.db, node_code=ctx.spec.code, settings=settings, clock=ctx.clock, on_commit=ctx.outbox_written
+    )
     return ServiceParts(
         registration=Registration("fengqiao.v1.Intake", intake_pb2_grpc.add_IntakeServicer_to_server, handlers),
-        tasks=[writer.run, relay.run, watch.run],
+        tasks=[writer.run, watch.run],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import Message
@@ -53,8 +54,10 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
         settings: RoutingSettings,
         clock: Clock,
         policy: PolicyFile,
+        on_commit: Callable[[], None],
     ) -> None:
         self._policy = policy
+        self._on_commit = on_commit
         self._db = db
         self._node = node_code
         self._topology = topology
@@ -77,11 +80,13 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
             getattr(event, field).CopyFrom(payload)
             return [event]
 
-        return await self._db.run(
+        case = await self._db.write(
             lambda s: casestore.advance(
                 s, case_id=case_id, node_code=self._node, expected_version=0, build=build, now=now, headers=headers
             )
         )
+        self._on_commit()
+        return case
 
     @grpc_method
     async def GetRoute(

@@ -23,6 +23,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         settings=settings,
         clock=ctx.clock,
         policy=PolicyFile(settings.policy_file),
+        on_commit=ctx.outbox_written,
     )
     parts = ServiceParts(
         registration=Registration("fengqiao.v1.Routing", routing_pb2_grpc.add_RoutingServicer_to_server, handlers)
@@ -37,6 +38,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             filter_subjects=[case_subject(c.code, "escalation_requested") for c in children],
             handle=escalation_handler(ctx.spec.code, settings, ctx.clock),
             now=ctx.clock.now,
+            on_applied=ctx.outbox_written,
         )
         parts.tasks.append(consumer.run)
     return parts

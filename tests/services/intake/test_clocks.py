@@ -8,11 +8,10 @@ import datetime as dt
 from fengqiao import casestore, lifecycle
 from fengqiao.clock import FakeClock
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty
+from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import intake_pb2_grpc
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
-from tests.cases import submit_request
 from tests.test_county_sync import eventually
 
 VILLAGE, TOWN = "371702101001", "371702101"

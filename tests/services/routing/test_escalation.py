@@ -9,10 +9,9 @@ from fengqiao import casestore, lifecycle
 from fengqiao.bus import MSG_ID
 from fengqiao.divisions import case_subject
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty
+from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.cases import submit_request
 from tests.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
