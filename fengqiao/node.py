@@ -52,6 +52,29 @@ class NodeContext:
     clock: Clock
     outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
 
+    def consumer(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        filter_subjects: list[str],
+        handle: bus.Handler,
+        on_applied: Callable[[], None] | None = None,
+        batch: int = 256,
+    ) -> bus.InboxConsumer:
+        """An inbox consumer on this node's bus and database."""
+        return bus.InboxConsumer(
+            js=self.js,
+            db=self.db,
+            stream=stream,
+            durable=durable,
+            filter_subjects=filter_subjects,
+            handle=handle,
+            now=self.clock.now,
+            on_applied=on_applied,
+            batch=batch,
+        )
+
 
 @dataclasses.dataclass
 class ServiceParts:

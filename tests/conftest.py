@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -82,9 +83,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def _local_county(
-    tmp_path: Path, nats_url: str, database_url: Callable[[str], str], clock: Clock | None = None, **shape: int
-) -> LocalCounty:
+@contextlib.asynccontextmanager
+async def running_county(
+    tmp_path: Path,
+    nats_url: str,
+    database_url: Callable[[str], str],
+    *codes: str,
+    clock: Clock | None = None,
+    **shape: int,
+) -> AsyncIterator[LocalCounty]:
+    """A sample county with the named nodes (all when none) running in this process."""
     memo: dict[str, str] = {}
 
     def url(code: str) -> str:
@@ -92,7 +100,12 @@ def _local_county(
             memo[code] = database_url(code)
         return memo[code]
 
-    return LocalCounty(small_county(**shape), tmp_path / "county", nats_url, url, clock=clock)
+    local = LocalCounty(small_county(**shape), tmp_path / "county", nats_url, url, clock=clock)
+    await local.start(*codes)
+    try:
+        yield local
+    finally:
+        await local.stop()
 
 
 @pytest.fixture
@@ -100,12 +113,8 @@ async def county(
     tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
 ) -> AsyncIterator[LocalCounty]:
     """A running county: 1 county, 2 towns, 2 villages each, all in this process."""
-    local = _local_county(tmp_path, nats_server.url, database_url)
-    await local.start()
-    try:
+    async with running_county(tmp_path, nats_server.url, database_url) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 @pytest.fixture
@@ -113,25 +122,17 @@ async def village(
     tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
 ) -> AsyncIterator[LocalCounty]:
     """Only the village 371702101001 running (its town and county are in the topology, not started)."""
-    local = _local_county(tmp_path, nats_server.url, database_url, towns=1, villages=1)
-    await local.start("371702101001")
-    try:
+    async with running_county(tmp_path, nats_server.url, database_url, "371702101001", towns=1, villages=1) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 @pytest.fixture
 async def chain(
     tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
 ) -> AsyncIterator[LocalCounty]:
-    """One village, its town and the county, all running; the village's clock is a FakeClock."""
-    local = _local_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1)
-    await local.start()
-    try:
+    """One village, its town and the county, all running, on one FakeClock."""
+    async with running_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 @pytest.fixture
@@ -140,9 +141,5 @@ async def chain_manual(
 ) -> AsyncIterator[LocalCounty]:
     """Like ``chain``, but centers leave escalations to their operators (no automatic acceptance)."""
     monkeypatch.setenv("FQ_ROUTING_AUTO_ACCEPT_ESCALATIONS", "false")
-    local = _local_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1)
-    await local.start()
-    try:
+    async with running_county(tmp_path, nats_server.url, database_url, clock=FakeClock(), towns=1, villages=1) as local:
         yield local
-    finally:
-        await local.stop()

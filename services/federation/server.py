@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from sqlmodel import Session
 
 from fengqiao import casestore
-from fengqiao.bus import BadMessage, Handler, InboxConsumer
+from fengqiao.bus import BadMessage, Handler
 from fengqiao.clock import Clock
 from fengqiao.divisions import down_filter, down_stream, events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition
@@ -61,27 +61,21 @@ def create(ctx: NodeContext) -> ServiceParts:
     )
     children = ctx.topology.children(ctx.spec.code)
     if children:
-        consumer = InboxConsumer(
-            js=ctx.js,
-            db=ctx.db,
+        consumer = ctx.consumer(
             stream=events_stream(ctx.spec.code),
             durable=SYNC_CONSUMER,
             filter_subjects=[subtree_subjects(c.code) for c in children],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock),
-            now=ctx.clock.now,
             batch=settings.sync_batch,
         )
         parts.tasks.append(consumer.run)
     ancestors = ctx.topology.ancestors(ctx.spec.code)
     if ancestors:
-        downward = InboxConsumer(
-            js=ctx.js,
-            db=ctx.db,
+        downward = ctx.consumer(
             stream=down_stream(ctx.spec.code),
             durable=DOWN_CONSUMER,
             filter_subjects=[down_filter(ctx.spec.code, sender=a.code) for a in ancestors],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock, from_above=True),
-            now=ctx.clock.now,
             batch=settings.sync_batch,
         )
         parts.tasks.append(downward.run)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fengqiao.bus import InboxConsumer
 from fengqiao.divisions import case_subject, events_stream
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
@@ -30,14 +29,11 @@ def create(ctx: NodeContext) -> ServiceParts:
     )
     children = ctx.topology.children(ctx.spec.code)
     if children:
-        consumer = InboxConsumer(
-            js=ctx.js,
-            db=ctx.db,
+        consumer = ctx.consumer(
             stream=events_stream(ctx.spec.code),
             durable=CONSUMER,
             filter_subjects=[case_subject(c.code, "escalation_requested") for c in children],
             handle=escalation_handler(ctx.spec.code, settings, ctx.clock),
-            now=ctx.clock.now,
             on_applied=ctx.outbox_written,
         )
         parts.tasks.append(consumer.run)
