@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fengqiao.grpcutil import channel
+from fengqiao.handling import run_handling
 from fengqiao.natsserver import NatsServer
 from fengqiao.simulator import run_simulator
 from fengqiao.topology import Topology, dump_topology, load_topology
@@ -88,6 +89,7 @@ def _wait_healthy(topology: Topology, procs: dict[str, subprocess.Popen[bytes]],
 async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> None:
     county = topology.county
     sim = asyncio.create_task(run_simulator(topology=topology, rate_per_s=rate, stop=stop))
+    work = asyncio.create_task(run_handling(topology=topology, stop=stop))
     ch = channel(county.grpc_address)
     stub = federation_pb2_grpc.FederationStub(ch)
     try:
@@ -103,6 +105,7 @@ async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> Non
                 print(f"[演示] 暂时无法读取县级统计：{exc}", flush=True)
     finally:
         accepted = await sim
+        await work
         await ch.close(None)
         print(f"[演示] 模拟器共提交 {accepted} 件", flush=True)
 

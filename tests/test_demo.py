@@ -56,27 +56,31 @@ def start_demo(base: int, state: Path) -> subprocess.Popen[str]:
 
 
 def wait_healthy(base: int, demo: subprocess.Popen[str], timeout_s: float = 90) -> None:
+    """Every center of the demo answers /healthz (the county first, the villages last)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    pending = [n.http_port for n in shifted(load_topology(TOPOLOGY), base).nodes]
+    while pending and time.monotonic() < deadline:
         if demo.poll() is not None:
             pytest.fail(f"demo exited early:\n{demo.stdout.read() if demo.stdout else ''}")
         try:
-            if httpx.get(f"http://127.0.0.1:{base}/healthz", timeout=1).status_code == 200:
-                return
+            if httpx.get(f"http://127.0.0.1:{pending[0]}/healthz", timeout=1).status_code == 200:
+                pending.pop(0)
+                continue
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    pytest.fail("the county's /healthz did not answer")
+    if pending:
+        pytest.fail(f"/healthz did not answer on ports {pending}")
 
 
-def county_received(base: int, token: str) -> int:
+def county_figures(base: int, token: str) -> tuple[int, int]:
     reply = httpx.get(
         f"http://127.0.0.1:{base}/api/v1/nodes/371702/stats",
         headers={"Authorization": f"Bearer {token}"},
         timeout=5,
     )
     reply.raise_for_status()
-    return int(reply.json()["received"])
+    return int(reply.json()["received"]), int(reply.json()["closed"])
 
 
 def stop(demo: subprocess.Popen[str]) -> str:
@@ -105,10 +109,13 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
             timeout=5,
         )
         assert village.status_code == 200
-        first = county_received(base, token)
+        first, _ = county_figures(base, token)
         deadline = time.monotonic() + 30
-        while county_received(base, token) <= first + 5:
+        while county_figures(base, token)[0] <= first + 5:
             assert time.monotonic() < deadline, "the county's case count did not grow"
+            time.sleep(0.5)
+        while county_figures(base, token)[1] == 0:  # the centers work their cases round the loop
+            assert time.monotonic() < deadline + 30, "no case was closed"
             time.sleep(0.5)
     finally:
         out = stop(demo)
