@@ -19,8 +19,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
+from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError, Unavailable
@@ -247,13 +249,17 @@ class InboxConsumer:
     def apply(self, session: Session, msg: Msg) -> None:
         """Apply ``msg`` in the caller's transaction unless this consumer already did."""
         message_id = self.message_id(msg)
-        seen = session.exec(
-            select(InboxRecord).where(InboxRecord.consumer == self._durable, InboxRecord.message_id == message_id)
+        inbox = InboxRecord.__table__  # type: ignore[attr-defined]
+        connection = session.connection()
+        seen = connection.execute(
+            sa_select(inbox.c.message_id).where(inbox.c.consumer == self._durable, inbox.c.message_id == message_id)
         ).first()
         if seen is not None:
             return
         self._handle(session, msg)
-        session.add(InboxRecord(consumer=self._durable, message_id=message_id, processed_at=self._now()))
+        connection.execute(
+            insert(inbox).values(consumer=self._durable, message_id=message_id, processed_at=self._now())
+        )
 
     def _dead_letter(self, session: Session, msg: Msg, reason: str) -> None:
         seq = msg.metadata.sequence.stream if msg.reply else None

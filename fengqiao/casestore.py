@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import lifecycle, outbox
@@ -83,17 +84,22 @@ def _insert_events(session: Session, events: Sequence[pb.CaseEvent], *, now: dt.
         session.connection().execute(insert(CaseEventRecord.__table__), rows)  # type: ignore[attr-defined]
 
 
+_CASES = CaseRecord.__table__  # type: ignore[attr-defined]
+_EVENTS = CaseEventRecord.__table__  # type: ignore[attr-defined]
+
+
 def load_case(session: Session, *, case_id: str) -> pb.Case | None:
-    record = session.get(CaseRecord, case_id)
-    return None if record is None else pb.Case.FromString(record.data)
+    data = session.connection().execute(sa_select(_CASES.c.data).where(_CASES.c.id == case_id)).scalar()
+    return None if data is None else pb.Case.FromString(data)
 
 
 def find_case(session: Session, *, key: str) -> pb.Case | None:
     """A case by id or by 受理编号."""
-    record = (
-        session.get(CaseRecord, key) or session.exec(select(CaseRecord).where(CaseRecord.receipt_no == key)).first()
-    )
-    return None if record is None else pb.Case.FromString(record.data)
+    connection = session.connection()
+    data = connection.execute(sa_select(_CASES.c.data).where(_CASES.c.id == key)).scalar()
+    if data is None:
+        data = connection.execute(sa_select(_CASES.c.data).where(_CASES.c.receipt_no == key).limit(1)).scalar()
+    return None if data is None else pb.Case.FromString(data)
 
 
 def find_by_request(session: Session, *, origin_node: str, client_request_id: str) -> pb.Case | None:
@@ -158,30 +164,30 @@ def append_events(
 
 
 def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime) -> bool:
-    """Store an event that arrived from below; fold every contiguous event it unblocks.
+    """Store an event that arrived from another tier; fold every contiguous event it unblocks.
 
     Events may arrive late, twice or out of order: duplicates are ignored and an event whose
     predecessors are missing waits in the log until they come. Returns False for a duplicate.
     """
-    if session.get(CaseEventRecord, event.id) is not None:
+    connection = session.connection()
+    if connection.execute(sa_select(_EVENTS.c.id).where(_EVENTS.c.id == event.id)).first() is not None:
         return False
     _insert_events(session, [event], now=now)
     case = load_case(session, case_id=event.case_id)
-    version = version_before = 0 if case is None else case.version
-    if event.seq != version + 1:
-        return True
-    later = session.exec(
-        select(CaseEventRecord)
-        .where(CaseEventRecord.case_id == event.case_id, col(CaseEventRecord.seq) > version)
-        .order_by(col(CaseEventRecord.seq))
-    ).all()
-    for record in later:
-        if record.seq != version + 1:
+    version_before = 0 if case is None else case.version
+    if event.seq != version_before + 1:
+        return True  # waits for its predecessors
+    case = lifecycle.apply(case, event)
+    waiting = connection.execute(
+        sa_select(_EVENTS.c.seq, _EVENTS.c.data)
+        .where(_EVENTS.c.case_id == event.case_id, _EVENTS.c.seq > event.seq)
+        .order_by(_EVENTS.c.seq)
+    )
+    for seq, data in waiting:
+        if seq != case.version + 1:
             break
-        case = lifecycle.apply(case, pb.CaseEvent.FromString(record.data))
-        version = record.seq
-    if case is not None and case.version > version_before:
-        _save_projections(session, new=[case] if version_before == 0 else [], changed=[case] if version_before else [])
+        case = lifecycle.apply(case, pb.CaseEvent.FromString(data))
+    _save_projections(session, new=[case] if version_before == 0 else [], changed=[case] if version_before else [])
     return True
 
 
@@ -272,8 +278,9 @@ def with_alarms_pending(session: Session, *, holder_node: str, limit: int = 1000
 
 def load_for_update(session: Session, *, case_id: str) -> pb.Case | None:
     """The case, locking its row until the transaction ends (PostgreSQL; SQLite has one writer)."""
-    record = session.exec(select(CaseRecord).where(CaseRecord.id == case_id).with_for_update()).first()
-    return None if record is None else pb.Case.FromString(record.data)
+    query = sa_select(_CASES.c.data).where(_CASES.c.id == case_id).with_for_update()
+    data = session.connection().execute(query).scalar()
+    return None if data is None else pb.Case.FromString(data)
 
 
 def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:
