@@ -18,21 +18,24 @@ class CaseRecord(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("origin_node", "client_request_id", name="uq_case_request"),
         UniqueConstraint("origin_node", "receipt_no", name="uq_case_receipt"),
+        # Few indexes on purpose: every one costs each write. Lists and figures scan a subtree
+        # by origin and time; the clock watch looks for open cases with alarms still owed.
         Index("ix_case_origin_received", "origin_node", "received_at"),
+        Index("ix_case_alarms", "holder_node", "alarms_pending", "deadline"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
     receipt_no: str = Field(max_length=40)
     origin_node: str = Field(max_length=12)
-    holder_node: str = Field(max_length=12, index=True)
+    holder_node: str = Field(max_length=12)
     division_code: str = Field(max_length=12)
-    category: str = Field(max_length=40, index=True)
-    status: int = Field(index=True)
+    category: str = Field(max_length=40)
+    status: int
     grid: str = Field(default="", max_length=200)
     channel: str = Field(default="", max_length=40)
     response_class: int = 0
-    deadline: dt.datetime | None = Field(default=None, index=True)
-    alarms_pending: bool = Field(default=False, index=True)  # open, with a deadline not yet 督办
+    deadline: dt.datetime | None = None
+    alarms_pending: bool = False  # open, with a deadline not yet 督办
     client_request_id: str | None = Field(default=None, max_length=80)
     received_at: dt.datetime
     updated_at: dt.datetime
