@@ -104,14 +104,15 @@ def own_down_subjects(code: str) -> str:
     return f"fq.{county}.{town}.{village}.down.>"
 
 
-def down_filter(code: str, *, sender: str | None = None) -> str:
-    """Messages sent down to ``code`` or below it, by ``sender`` (any publisher when None)."""
+def down_filter(code: str, *, sender: str | None = None, kind: str | None = None) -> str:
+    """Messages sent down to ``code`` or below it — by ``sender`` (any publisher when None),
+    of ``kind`` (any kind when None)."""
     _, town, village = subject_tokens(code)
-    target = town if village == NO_TOKEN else f"{town}.{village}"
-    if sender is None:
-        return f"fq.*.*.*.down.{target}.>"
-    s_county, s_town, s_village = subject_tokens(sender)
-    return f"fq.{s_county}.{s_town}.{s_village}.down.{target}.>"
+    publisher = "*.*.*" if sender is None else ".".join(subject_tokens(sender))
+    if kind is None:
+        target = town if village == NO_TOKEN else f"{town}.{village}"
+        return f"fq.{publisher}.down.{target}.>"
+    return f"fq.{publisher}.down.{town}.{'*' if village == NO_TOKEN else village}.{kind}.>"
 
 
 def down_stream(code: str) -> str:

@@ -74,7 +74,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         downward = ctx.consumer(
             stream=down_stream(ctx.spec.code),
             durable=DOWN_CONSUMER,
-            filter_subjects=[down_filter(ctx.spec.code, sender=a.code) for a in ancestors],
+            filter_subjects=[down_filter(ctx.spec.code, sender=a.code, kind="case") for a in ancestors],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock, from_above=True),
             batch=settings.sync_batch,
         )

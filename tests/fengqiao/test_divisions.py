@@ -49,3 +49,16 @@ def test_stream_names_contain_no_dots_or_wildcards() -> None:
     name = events_stream("371702101001")
     assert name == "FQ_EVENTS_371702101001"
     assert not set(name) & {".", "*", ">"}
+
+
+def test_down_filters_select_what_is_sent_to_a_node_or_below_it() -> None:
+    from fengqiao.divisions import down_filter, down_subject
+
+    sent = down_subject("371702", "371702101001", "case", "escalation_accepted")
+    assert sent == "fq.371702._._.down.371702101.371702101001.case.escalation_accepted"
+    assert down_filter("371702101001") == "fq.*.*.*.down.371702101.371702101001.>"
+    assert down_filter("371702101", sender="371702", kind="case") == "fq.371702._._.down.371702101.*.case.>"
+    assert (
+        down_filter("371702101001", sender="371702101", kind="case")
+        == "fq.371702.371702101._.down.371702101.371702101001.case.>"
+    )
