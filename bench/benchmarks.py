@@ -82,7 +82,7 @@ async def intake_submit(settings: BenchSettings) -> Result:
         seconds=seconds,
         warmup_s=warmup,
     )
-    async with county(settings, "intake_submit") as info, channel(info["village_grpc"]) as ch:
+    async with county(settings, "intake_submit") as info, channel(info["grpc"]) as ch:
         await stored_cases(ch)  # connects, and checks the village starts empty
         submitted = await load.for_duration(submitter(ch), concurrency=c, seconds=seconds, warmup_s=warmup)
         listed, received = await stored_cases(ch)
@@ -126,7 +126,7 @@ async def outbox_publish(settings: BenchSettings) -> Result:
     acknowledged JetStream publishes of the same size and concurrency."""
     c, n = settings.concurrency, settings.events
     stream = events_stream(VILLAGE)
-    async with county(settings, "outbox_publish") as info, channel(info["village_grpc"]) as ch:
+    async with county(settings, "outbox_publish") as info, channel(info["grpc"]) as ch:
         await stored_cases(ch)  # connects before the clock starts
         nc = await nats.connect(info["nats_url"], name="fq-bench-observer")
         try:

@@ -3,7 +3,7 @@ process — the village, or with ``--node town`` its town — with SQLite (WAL) 
 directory, and a nats-server unless ``--nats-url`` names one. Each center runs in its own
 process, as it would on its own machine.
 
-Prints ``{"village": code, "village_grpc": address, "nats_url": url}`` when serving and stops on
+Prints ``{"node": code, "grpc": address, "nats_url": url}`` when serving and stops on
 SIGTERM, removing its directory. ``--profile FILE`` writes a cProfile of the event-loop thread.
 """
 
@@ -37,8 +37,7 @@ async def serve(workdir: Path, node: str, nats_url: str | None) -> None:
         county = LocalCounty(TOPOLOGY, workdir / "county", url, lambda code: f"sqlite:///{workdir / f'{code}.db'}")
         try:
             await county.start(node)
-            announce({"node": node, "grpc": county[node].grpc_address, "village_grpc": county[node].grpc_address,
-                      "nats_url": url})  # fmt: skip
+            announce({"node": node, "grpc": county[node].grpc_address, "nats_url": url})
             await wait_for_sigterm()
         finally:
             await county.stop()

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import nats
 from nats.aio.client import Client as NATS
@@ -273,7 +273,3 @@ class InboxConsumer:
                 data=msg.data,
             )
         )
-
-
-def header_dict(headers: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (headers or {}).items()}

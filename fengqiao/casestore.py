@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 
+from google.protobuf.message import Message
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
@@ -100,15 +101,6 @@ def find_case(session: Session, *, key: str) -> pb.Case | None:
     if data is None:
         data = connection.execute(sa_select(_CASES.c.data).where(_CASES.c.receipt_no == key).limit(1)).scalar()
     return None if data is None else pb.Case.FromString(data)
-
-
-def find_by_request(session: Session, *, origin_node: str, client_request_id: str) -> pb.Case | None:
-    record = session.exec(
-        select(CaseRecord).where(
-            CaseRecord.origin_node == origin_node, CaseRecord.client_request_id == client_request_id
-        )
-    ).first()
-    return None if record is None else pb.Case.FromString(record.data)
 
 
 @dataclasses.dataclass
@@ -294,11 +286,10 @@ def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:
     return None if value is None else value
 
 
-StepBuilder = Callable[[pb.Case], Sequence[pb.CaseEvent]]
+Steps = Callable[[pb.Case], Sequence[tuple[str, Message]]]
 
 
-def new_event(case: pb.Case, *, offset: int, node_code: str, actor: str, now: dt.datetime) -> pb.CaseEvent:
-    """An empty event for ``case`` numbered ``offset`` after its current version."""
+def _new_event(case: pb.Case, *, offset: int, node_code: str, actor: str, now: dt.datetime) -> pb.CaseEvent:
     event = pb.CaseEvent(id=str(uuid.uuid4()), case_id=case.id, seq=case.version + offset, node=node_code, actor=actor)
     event.at.FromDatetime(now)
     return event
@@ -309,12 +300,14 @@ def advance(
     *,
     case_id: str,
     node_code: str,
-    expected_version: int,
-    build: StepBuilder,
+    actor: str,
+    steps: Steps,
     now: dt.datetime,
     headers: Mapping[str, str],
+    expected_version: int = 0,
 ) -> pb.Case:
-    """Append the events ``build`` makes for the case's current state.
+    """Append, as events of ``node_code`` by ``actor``, the steps that ``steps`` gives for the
+    case's current state: ``(payload field, payload)`` pairs, e.g. ``("triaged", Triaged(...))``.
 
     Only the holder may advance a case — and the center an escalation is addressed to may
     accept or refuse it; the fold checks each event's writer.
@@ -328,4 +321,9 @@ def advance(
         raise IllegalTransition(
             f"案件已被他人更新（当前版本 {case.version}，请求版本 {expected_version}），请刷新后重试"
         )
-    return append_events(session, case=case, events=build(case), node_code=node_code, headers=headers, now=now)
+    events = []
+    for offset, (field, payload) in enumerate(steps(case), start=1):
+        event = _new_event(case, offset=offset, node_code=node_code, actor=actor, now=now)
+        getattr(event, field).CopyFrom(payload)
+        events.append(event)
+    return append_events(session, case=case, events=events, node_code=node_code, headers=headers, now=now)

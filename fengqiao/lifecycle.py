@@ -92,7 +92,6 @@ _FROM: dict[str, frozenset[int]] = {
 }
 # Written by the center an escalation is addressed to, not by the holder.
 _BY_RECEIVER = frozenset({"escalation_accepted", "escalation_refused"})
-OPEN_STATUSES = frozenset(set(STATUS_LABELS) - CLOSED_STATUSES)
 
 
 def event_type(event: pb.CaseEvent) -> str:

@@ -93,6 +93,3 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(self._log[-lines:])

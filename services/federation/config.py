@@ -11,4 +11,3 @@ class FederationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FQ_FEDERATION_", extra="ignore")
 
     sync_batch: int = 256
-    stale_after_minutes: int = 60

@@ -45,27 +45,23 @@ class ClockWatch:
         self._clock = clock
         self._on_commit = on_commit
 
-    def _alarms(self, case: pb.Case) -> list[pb.CaseEvent]:
-        now = self._clock.now()
-        events = []
-        for offset, kind in enumerate(policy.due_alarms(case, now, self._settings.warn_share), start=1):
-            payload: Message
-            if kind == "deadline_warning":
-                payload = pb.DeadlineWarning(deadline=case.deadline)
-            else:
-                payload = pb.Supervision(deadline=case.deadline, to_node=policy.supervisor_of(self._node))
-            event = casestore.new_event(case, offset=offset, node_code=self._node, actor=ACTOR, now=now)
-            getattr(event, kind).CopyFrom(payload)
-            events.append(event)
-        return events
+    def _alarms(self, case: pb.Case) -> list[tuple[str, Message]]:
+        due = policy.due_alarms(case, self._clock.now(), self._settings.warn_share)
+        to_node = policy.supervisor_of(self._node)
+        return [
+            ("deadline_warning", pb.DeadlineWarning(deadline=case.deadline))
+            if kind == "deadline_warning"
+            else ("supervision", pb.Supervision(deadline=case.deadline, to_node=to_node))
+            for kind in due
+        ]
 
     def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
         return casestore.advance(
             session,
             case_id=case_id,
             node_code=self._node,
-            expected_version=0,
-            build=self._alarms,
+            actor=ACTOR,
+            steps=self._alarms,
             now=self._clock.now(),
             headers=headers,
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 from google.protobuf.message import Message
@@ -23,7 +24,18 @@ from services.intake import attachments, policy, rules, store
 from services.intake.config import IntakeSettings
 from services.intake.writer import IntakeWriter
 
-Payloads = Callable[[pb.Case], Sequence[tuple[str, Message]]]
+
+class StepRequest(Protocol):
+    """What every closed-loop step request carries (TriageRequest, AssignRequest, ...)."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def expected_version(self) -> int: ...
+    @property
+    def step(self) -> Message: ...
 
 
 class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
@@ -111,40 +123,29 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     # The closed loop ---------------------------------------------------------------------
 
-    async def _advance(self, case_id: str, actor: str, expected_version: int, payloads: Payloads) -> pb.Case:
+    async def _advance(self, case_id: str, actor: str, expected_version: int, payloads: casestore.Steps) -> pb.Case:
         if not actor.strip():
             raise InvalidArgument("actor", "操作人不能为空")
         now, headers = self._clock.now(), current_headers()
-
-        def build(case: pb.Case) -> list[pb.CaseEvent]:
-            events = []
-            for offset, (field, payload) in enumerate(payloads(case), start=1):
-                event = casestore.new_event(case, offset=offset, node_code=self._node, actor=actor, now=now)
-                getattr(event, field).CopyFrom(payload)
-                events.append(event)
-            return events
-
         case = await self._db.write(
             lambda s: casestore.advance(
                 s,
                 case_id=case_id,
                 node_code=self._node,
-                expected_version=expected_version,
-                build=build,
+                actor=actor,
+                steps=payloads,
                 now=now,
                 headers=headers,
+                expected_version=expected_version,
             )
         )
         self._on_commit()
         return case
 
-    async def _simple(self, request: object, field: str) -> pb.Case:
-        step: Message = request.step  # type: ignore[attr-defined]
+    async def _simple(self, request: StepRequest, field: str) -> pb.Case:
+        step = request.step
         return await self._advance(
-            request.case_id,  # type: ignore[attr-defined]
-            request.actor,  # type: ignore[attr-defined]
-            request.expected_version,  # type: ignore[attr-defined]
-            lambda _case: [(field, step)],
+            request.case_id, request.actor, request.expected_version, lambda _case: [(field, step)]
         )
 
     @grpc_method

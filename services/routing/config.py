@@ -20,4 +20,3 @@ class RoutingSettings(BaseSettings):
     # The clock of a case the tier above has taken up (即办 24 h), from the acceptance.
     accepted_hours: float = Field(default=24.0, gt=0)
     # How long the tier above has to accept or refuse an escalation (待接收时限).
-    escalation_timeout_s: float = Field(default=3600, gt=0)

@@ -48,17 +48,12 @@ def escalation_handler(node_code: str, settings: RoutingSettings, clock: Clock) 
         if case.escalation_to != node_code or not settings.auto_accept_escalations:
             return  # already decided, or left to an operator
 
-        def accept(current: pb.Case) -> list[pb.CaseEvent]:
-            accepted = casestore.new_event(current, offset=1, node_code=node_code, actor=ACTOR, now=now)
-            accepted.escalation_accepted.CopyFrom(acceptance(now, settings))
-            return [accepted]
-
         casestore.advance(
             session,
             case_id=case.id,
             node_code=node_code,
-            expected_version=0,
-            build=accept,
+            actor=ACTOR,
+            steps=lambda _case: [("escalation_accepted", acceptance(now, settings))],
             now=now,
             headers=current_headers(),
         )

@@ -74,15 +74,15 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
         if not actor.strip():
             raise InvalidArgument("actor", "操作人不能为空")
         now, headers = self._clock.now(), current_headers()
-
-        def build(case: pb.Case) -> list[pb.CaseEvent]:
-            event = casestore.new_event(case, offset=1, node_code=self._node, actor=actor, now=now)
-            getattr(event, field).CopyFrom(payload)
-            return [event]
-
         case = await self._db.write(
             lambda s: casestore.advance(
-                s, case_id=case_id, node_code=self._node, expected_version=0, build=build, now=now, headers=headers
+                s,
+                case_id=case_id,
+                node_code=self._node,
+                actor=actor,
+                steps=lambda _case: [(field, payload)],
+                now=now,
+                headers=headers,
             )
         )
         self._on_commit()
