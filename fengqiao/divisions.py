@@ -61,10 +61,19 @@ def subject_tokens(code: str) -> tuple[str, str, str]:
     return county, town, village
 
 
+UP_KINDS = ("case", "project", "joint", "alert")
+"""The kinds of message a node publishes upward into its events stream (its parent sources them)."""
+
+
+def event_subject(code: str, kind: str, event_type: str) -> str:
+    """The subject a node publishes its own events of ``kind`` (one of ``UP_KINDS``) on."""
+    county, town, village = subject_tokens(code)
+    return f"fq.{county}.{town}.{village}.{kind}.{event_type}"
+
+
 def case_subject(code: str, event_type: str) -> str:
     """The subject a node publishes its own case events on."""
-    county, town, village = subject_tokens(code)
-    return f"fq.{county}.{town}.{village}.case.{event_type}"
+    return event_subject(code, "case", event_type)
 
 
 def own_case_subjects(code: str) -> str:
@@ -73,9 +82,19 @@ def own_case_subjects(code: str) -> str:
     return f"fq.{county}.{town}.{village}.case.>"
 
 
-def subtree_subjects(code: str) -> str:
-    """Wildcard over every subject of a node and everything below it."""
+def own_up_subjects(code: str) -> list[str]:
+    """Wildcards over everything a node itself publishes upward: one per kind of ``UP_KINDS``."""
     county, town, village = subject_tokens(code)
+    return [f"fq.{county}.{town}.{village}.{kind}.>" for kind in UP_KINDS]
+
+
+def subtree_subjects(code: str, *, kind: str | None = None) -> str:
+    """Wildcard over the subjects of a node and everything below it, of one ``kind`` if given."""
+    county, town, village = subject_tokens(code)
+    if kind is not None:
+        town = "*" if town == NO_TOKEN else town
+        village = "*" if village == NO_TOKEN else village
+        return f"fq.{county}.{town}.{village}.{kind}.>"
     if village != NO_TOKEN:
         return f"fq.{county}.{town}.{village}.>"
     if town != NO_TOKEN:

@@ -25,7 +25,7 @@ from fengqiao.divisions import (
     down_filter,
     down_stream,
     events_stream,
-    own_case_subjects,
+    own_up_subjects,
     own_down_subjects,
     parent_code,
 )
@@ -203,7 +203,7 @@ def stream_plan(topology: Topology, code: str) -> list[tuple[str, list[str], lis
     parent = parent_code(code)
     above = [bus.Source(down_stream(parent), down_filter(code))] if parent else []
     return [
-        (events_stream(code), [own_case_subjects(code)], children),
+        (events_stream(code), own_up_subjects(code), children),
         (down_stream(code), [own_down_subjects(code)], above),
     ]
 

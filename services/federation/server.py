@@ -64,7 +64,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         consumer = ctx.consumer(
             stream=events_stream(ctx.spec.code),
             durable=SYNC_CONSUMER,
-            filter_subjects=[subtree_subjects(c.code) for c in children],
+            filter_subjects=[subtree_subjects(c.code, kind="case") for c in children],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock),
             batch=settings.sync_batch,
         )

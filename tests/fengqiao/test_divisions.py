@@ -8,6 +8,7 @@ from fengqiao.divisions import (
     events_stream,
     is_within,
     own_case_subjects,
+    own_up_subjects,
     parent_code,
     subtree_subjects,
     tier_of,
@@ -43,6 +44,9 @@ def test_subjects_keep_a_fixed_token_layout_so_permissions_are_wildcards() -> No
     assert subtree_subjects("371702101") == "fq.371702.371702101.>"
     assert subtree_subjects("371702") == "fq.371702.>"
     assert subtree_subjects("371702101001") == "fq.371702.371702101.371702101001.>"
+    assert subtree_subjects("371702101", kind="case") == "fq.371702.371702101.*.case.>"
+    assert subtree_subjects("371702", kind="project") == "fq.371702.*.*.project.>"
+    assert own_up_subjects("371702101")[1] == "fq.371702.371702101._.project.>"
 
 
 def test_stream_names_contain_no_dots_or_wildcards() -> None:
