@@ -37,9 +37,7 @@ def _record_values(case: pb.Case) -> dict[str, object]:
         "channel": case.channel,
         "response_class": int(case.response_class),
         "deadline": case.deadline.ToDatetime(tzinfo=dt.UTC) if case.HasField("deadline") else None,
-        "alarms_pending": lifecycle.is_open(case)
-        and case.HasField("deadline")
-        and case.supervised_for != case.deadline,
+        "alarms_pending": lifecycle.alarms_pending(case),
         "client_request_id": case.client_request_id or None,
         "received_at": case.received_at.ToDatetime(tzinfo=dt.UTC),
         "updated_at": case.updated_at.ToDatetime(tzinfo=dt.UTC),

@@ -61,7 +61,7 @@ def subject_tokens(code: str) -> tuple[str, str, str]:
     return county, town, village
 
 
-UP_KINDS = ("case", "project", "joint", "alert")
+UP_KINDS = ("case", "project", "joint", "alert", "directive")
 """The kinds of message a node publishes upward into its events stream (its parent sources them)."""
 
 

@@ -56,10 +56,27 @@ STEP_LABELS = {
     "escalation_requested": "上报",
     "escalation_accepted": "接收上报",
     "escalation_refused": "退回上报",
+    "whistled": "中心吹哨",
+    "reported_for_duty": "部门报到",
+    "summons_overdue": "报到超时",
+    "task_force_formed": "成立攻坚专班",
+    "subtask_done": "子任务完成",
+    "subtask_overdue": "子任务超时",
 }
 CLOSED_STATUSES = frozenset({pb.CASE_STATUS_CLOSED, pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED})
 UNSATISFIED_MAX = 2  # satisfaction 1–2 reopens the case (发回重办)
 
+# While a case is being handled at its holder: where departments can be called and tasked.
+_HANDLING = frozenset(
+    {
+        S.CASE_STATUS_TRIAGED,
+        S.CASE_STATUS_RETURNED,
+        S.CASE_STATUS_REOPENED,
+        S.CASE_STATUS_ASSIGNED,
+        S.CASE_STATUS_ACKNOWLEDGED,
+        S.CASE_STATUS_IN_PROGRESS,
+    }
+)
 # Where each step may be taken from.
 _FROM: dict[str, frozenset[int]] = {
     "triaged": frozenset({S.CASE_STATUS_RECEIVED, S.CASE_STATUS_RETURNED, S.CASE_STATUS_REOPENED}),
@@ -89,6 +106,12 @@ _FROM: dict[str, frozenset[int]] = {
     ),
     "escalation_accepted": frozenset({S.CASE_STATUS_ESCALATING}),
     "escalation_refused": frozenset({S.CASE_STATUS_ESCALATING}),
+    "whistled": _HANDLING,
+    "reported_for_duty": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
+    "summons_overdue": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
+    "task_force_formed": _HANDLING,
+    "subtask_done": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
+    "subtask_overdue": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
 }
 # Written by the center an escalation is addressed to, not by the holder.
 _BY_RECEIVER = frozenset({"escalation_accepted", "escalation_refused"})
@@ -112,6 +135,18 @@ def is_open(case: pb.Case) -> bool:
 
 def has_deadline(case: pb.Case) -> bool:
     return case.HasField("deadline")
+
+
+def alarms_pending(case: pb.Case) -> bool:
+    """Whether the clock watch may still owe this case an alarm: 督办 of its deadline, or a
+    called department or a sub-task whose own deadline has not yet been marked overdue."""
+    if not is_open(case):
+        return False
+    if has_deadline(case) and case.supervised_for != case.deadline:
+        return True
+    return any(not s.HasField("reported_at") and not s.overdue for s in case.summons) or any(
+        not t.HasField("done_at") and not t.overdue for t in case.subtasks
+    )
 
 
 def _need(text: str, field: str, what: str) -> None:
@@ -238,6 +273,9 @@ def _reviewed(case: pb.Case, event: pb.CaseEvent) -> None:
 def _closed(case: pb.Case, event: pb.CaseEvent) -> None:
     if not case.HasField("feedback") or not case.review_approved:
         raise IllegalTransition("没有经审核通过的反馈单，不能办结")
+    undone = [f"{t.department}（{t.task}）" for t in case.subtasks if not t.HasField("done_at")]
+    if undone:
+        raise IllegalTransition(f"攻坚专班尚有子任务未完成，不能办结：{'、'.join(undone)}")
     step = event.closed
     if step.resolved_tier == 0:
         raise InvalidArgument("resolved_tier", "办结须记录化解层级")
@@ -333,6 +371,9 @@ def _escalation_accepted(case: pb.Case, event: pb.CaseEvent) -> None:
     case.acknowledged = False
     case.ClearField("feedback")
     case.review_approved = False
+    case.ClearField("summons")  # the tier below's departments; the new holder calls its own
+    case.lead_department = ""
+    case.ClearField("subtasks")
     case.clock_start.CopyFrom(event.at)
     _set_deadline(case, step.deadline)
     case.status = pb.CASE_STATUS_RECEIVED
@@ -343,6 +384,106 @@ def _escalation_refused(case: pb.Case, event: pb.CaseEvent) -> None:
     case.status = case.status_before_escalation
     case.escalation_to = ""
     case.status_before_escalation = pb.CASE_STATUS_UNSPECIFIED
+
+
+def _after(event: pb.CaseEvent, when: Timestamp, field: str, what: str) -> None:
+    if when.ToDatetime() <= event.at.ToDatetime():
+        raise InvalidArgument(field, f"{what}必须晚于当前时间")
+
+
+def _whistled(case: pb.Case, event: pb.CaseEvent) -> None:
+    step = event.whistled
+    _need(step.reason, "reason", "吹哨事由")
+    if not step.summons:
+        raise InvalidArgument("summons", "吹哨须至少召集一个部门")
+    called = {s.department for s in case.summons}
+    for i, summons in enumerate(step.summons):
+        _need(summons.department, f"summons[{i}].department", "报到部门")
+        if summons.department in called:
+            raise IllegalTransition(f"{summons.department}已被召集，不重复吹哨")
+        called.add(summons.department)
+        if not summons.HasField("report_by"):
+            raise InvalidArgument(f"summons[{i}].report_by", "须确定报到时限")
+        _after(event, summons.report_by, f"summons[{i}].report_by", "报到时限")
+        if summons.HasField("reported_at") or summons.overdue:
+            raise InvalidArgument(f"summons[{i}]", "吹哨时部门尚未报到")
+    case.summons.extend(step.summons)
+
+
+def _summons(case: pb.Case, department: str) -> pb.Summons:
+    for summons in case.summons:
+        if summons.department == department:
+            return summons
+    raise IllegalTransition(f"{department or '该部门'}未被吹哨召集")
+
+
+def _reported_for_duty(case: pb.Case, event: pb.CaseEvent) -> None:
+    summons = _summons(case, event.reported_for_duty.department)
+    if summons.HasField("reported_at"):
+        raise IllegalTransition(f"{summons.department}已报到")
+    summons.reported_at.CopyFrom(event.at)
+
+
+def _summons_overdue(case: pb.Case, event: pb.CaseEvent) -> None:
+    summons = _summons(case, event.summons_overdue.department)
+    if summons.HasField("reported_at") or summons.overdue:
+        raise IllegalTransition(f"{summons.department}已报到或已记录超时")
+    if event.at.ToDatetime() < summons.report_by.ToDatetime():
+        raise IllegalTransition(f"{summons.department}的报到时限未到")
+    summons.overdue = True
+
+
+def _task_force_formed(case: pb.Case, event: pb.CaseEvent) -> None:
+    step = event.task_force_formed
+    if case.response_class != pb.RESPONSE_CLASS_TASK_FORCE:
+        raise IllegalTransition("只有攻坚案件可以成立攻坚专班")
+    if case.lead_department:
+        raise IllegalTransition(f"已成立攻坚专班（牵头部门：{case.lead_department}）")
+    _need(step.lead_department, "lead_department", "牵头部门")
+    if not step.subtasks:
+        raise InvalidArgument("subtasks", "攻坚专班须至少有一项配合部门的子任务")
+    ids: set[str] = set()
+    for i, task in enumerate(step.subtasks):
+        _need(task.id, f"subtasks[{i}].id", "子任务编号")
+        if task.id in ids:
+            raise InvalidArgument(f"subtasks[{i}].id", f"子任务编号 {task.id} 重复")
+        ids.add(task.id)
+        _need(task.department, f"subtasks[{i}].department", "子任务承办部门")
+        _need(task.task, f"subtasks[{i}].task", "子任务内容")
+        if not task.HasField("deadline"):
+            raise InvalidArgument(f"subtasks[{i}].deadline", "子任务须确定完成时限")
+        _after(event, task.deadline, f"subtasks[{i}].deadline", "子任务时限")
+        if task.deadline.ToDatetime() > case.deadline.ToDatetime():
+            raise InvalidArgument(f"subtasks[{i}].deadline", "子任务时限不能晚于案件办理时限")
+        if task.HasField("done_at") or task.overdue or task.result:
+            raise InvalidArgument(f"subtasks[{i}]", "新建子任务不能已完成")
+    case.lead_department = step.lead_department
+    case.subtasks.extend(step.subtasks)
+
+
+def _subtask(case: pb.Case, subtask_id: str) -> pb.SubTask:
+    for task in case.subtasks:
+        if task.id == subtask_id:
+            return task
+    raise IllegalTransition(f"攻坚专班没有编号为“{subtask_id}”的子任务")
+
+
+def _subtask_done(case: pb.Case, event: pb.CaseEvent) -> None:
+    task = _subtask(case, event.subtask_done.subtask_id)
+    if task.HasField("done_at"):
+        raise IllegalTransition(f"子任务 {task.id} 已完成")
+    _need(event.subtask_done.result, "result", "子任务完成情况")
+    task.done_at.CopyFrom(event.at)
+    task.result = event.subtask_done.result
+
+
+def _subtask_overdue(case: pb.Case, event: pb.CaseEvent) -> None:
+    task = _subtask(case, event.subtask_overdue.subtask_id)
+    if task.HasField("done_at") or task.overdue:
+        raise IllegalTransition(f"子任务 {task.id} 已完成或已记录超时")
+    if event.at.ToDatetime() < task.deadline.ToDatetime():
+        raise IllegalTransition(f"子任务 {task.id} 的时限未到")
+    task.overdue = True
 
 
 _STEPS: dict[str, Callable[[pb.Case, pb.CaseEvent], None]] = {
@@ -365,6 +506,12 @@ _STEPS: dict[str, Callable[[pb.Case, pb.CaseEvent], None]] = {
     "escalation_requested": _escalation_requested,
     "escalation_accepted": _escalation_accepted,
     "escalation_refused": _escalation_refused,
+    "whistled": _whistled,
+    "reported_for_duty": _reported_for_duty,
+    "summons_overdue": _summons_overdue,
+    "task_force_formed": _task_force_formed,
+    "subtask_done": _subtask_done,
+    "subtask_overdue": _subtask_overdue,
 }
 
 
@@ -432,4 +579,6 @@ def invariant_violations(case: pb.Case) -> list[str]:
         problems.append("escalating without a receiver, or a receiver without escalating")
     if case.escalation_to and case.escalation_to == case.holder_node:
         problems.append("escalated to its own holder")
+    if case.status in CLOSED_STATUSES and any(not t.HasField("done_at") for t in case.subtasks):
+        problems.append("closed with a task-force sub-task not done")
     return problems

@@ -25,8 +25,8 @@ from fengqiao.divisions import (
     down_filter,
     down_stream,
     events_stream,
-    own_up_subjects,
     own_down_subjects,
+    own_up_subjects,
     parent_code,
 )
 from fengqiao.errors import Unavailable

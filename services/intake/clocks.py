@@ -1,4 +1,5 @@
-"""The clock watch: raises the deadline warning and the 督办 of every case this node holds.
+"""The clock watch: raises the deadline warning and the 督办 of every case this node holds, and
+marks called departments that did not 报到 and task-force sub-tasks past their own deadlines.
 
 All state is in the database (the case's deadline and which alarms were raised for it), so a
 restart neither loses nor repeats an alarm; the fold refuses a second alarm for one deadline.
@@ -46,14 +47,9 @@ class ClockWatch:
         self._on_commit = on_commit
 
     def _alarms(self, case: pb.Case) -> list[tuple[str, Message]]:
-        due = policy.due_alarms(case, self._clock.now(), self._settings.warn_share)
-        to_node = policy.supervisor_of(self._node)
-        return [
-            ("deadline_warning", pb.DeadlineWarning(deadline=case.deadline))
-            if kind == "deadline_warning"
-            else ("supervision", pb.Supervision(deadline=case.deadline, to_node=to_node))
-            for kind in due
-        ]
+        return policy.owed_alarms(
+            case, self._clock.now(), self._settings.warn_share, supervisor=policy.supervisor_of(self._node)
+        )
 
     def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
         return casestore.advance(
@@ -72,7 +68,7 @@ class ClockWatch:
         candidates = await self._db.run(lambda s: casestore.with_alarms_pending(s, holder_node=self._node))
         raised = 0
         for case in candidates:
-            if not policy.due_alarms(case, now, self._settings.warn_share):
+            if not policy.owed_alarms(case, now, self._settings.warn_share, supervisor=self._node):
                 continue
             with tracer.start_as_current_span("clock alarm"):
                 headers = current_headers()

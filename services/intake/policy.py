@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from google.protobuf.message import Message
+
 from fengqiao import lifecycle
 from fengqiao.divisions import parent_code
 from fengqiao.errors import InvalidArgument
@@ -53,3 +55,31 @@ def due_alarms(case: pb.Case, now: dt.datetime, share: float) -> list[str]:
     if case.supervised_for != case.deadline and now >= deadline:
         due.append("supervision")
     return due
+
+
+def due_department_alarms(case: pb.Case, now: dt.datetime) -> list[tuple[str, Message]]:
+    """报到超时 of called departments and 子任务超时 of task-force sub-tasks owed at ``now``."""
+    if not lifecycle.is_open(case) or case.status == pb.CASE_STATUS_ESCALATING:
+        return []
+    owed: list[tuple[str, Message]] = [
+        ("summons_overdue", pb.SummonsOverdue(department=s.department))
+        for s in case.summons
+        if not s.HasField("reported_at") and not s.overdue and now >= s.report_by.ToDatetime(tzinfo=dt.UTC)
+    ]
+    owed += [
+        ("subtask_overdue", pb.SubTaskOverdue(subtask_id=t.id))
+        for t in case.subtasks
+        if not t.HasField("done_at") and not t.overdue and now >= t.deadline.ToDatetime(tzinfo=dt.UTC)
+    ]
+    return owed
+
+
+def owed_alarms(case: pb.Case, now: dt.datetime, share: float, *, supervisor: str) -> list[tuple[str, Message]]:
+    """Every alarm event owed for ``case`` at ``now``, as (type, payload) steps in order."""
+    steps: list[tuple[str, Message]] = [
+        ("deadline_warning", pb.DeadlineWarning(deadline=case.deadline))
+        if kind == "deadline_warning"
+        else ("supervision", pb.Supervision(deadline=case.deadline, to_node=supervisor))
+        for kind in due_alarms(case, now, share)
+    ]
+    return steps + due_department_alarms(case, now)

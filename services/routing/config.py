@@ -19,4 +19,5 @@ class RoutingSettings(BaseSettings):
     auto_accept_escalations: bool = True
     # The clock of a case the tier above has taken up (即办 24 h), from the acceptance.
     accepted_hours: float = Field(default=24.0, gt=0)
-    # How long the tier above has to accept or refuse an escalation (待接收时限).
+    # The centers' departments and the category → department mapping (吹哨报到, 攻坚专班).
+    departments_file: Path = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "departments.yaml"

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import grpc
-from google.protobuf.message import Message
 
-from fengqiao import casestore
-from fengqiao.clock import Clock
-from fengqiao.db import Database
 from fengqiao.divisions import parent_code
-from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
+from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.grpcutil import grpc_method
-from fengqiao.telemetry import current_headers
-from fengqiao.topology import NodeSpec, Topology
+from fengqiao.topology import NodeSpec
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from services.routing import policy, rules
 from services.routing.config import RoutingSettings
-from services.routing.policy import PolicyFile
+from services.routing.directives import DirectiveMethods
+from services.routing.dispatch import DispatchMethods
 
 
 def _hop(spec: NodeSpec) -> routing_pb2.RouteHop:
@@ -42,51 +37,9 @@ def acceptance(now: dt.datetime, settings: RoutingSettings) -> pb.EscalationAcce
     return accepted
 
 
-class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
-    """Tells where a case is held and moves it between tiers."""
-
-    def __init__(
-        self,
-        *,
-        db: Database,
-        node_code: str,
-        topology: Topology,
-        settings: RoutingSettings,
-        clock: Clock,
-        policy: PolicyFile,
-        on_commit: Callable[[], None],
-    ) -> None:
-        self._policy = policy
-        self._on_commit = on_commit
-        self._db = db
-        self._node = node_code
-        self._topology = topology
-        self._settings = settings
-        self._clock = clock
-
-    async def _case(self, case_id: str) -> pb.Case:
-        case = await self._db.read(lambda s: casestore.find_case(s, key=case_id))
-        if case is None or not case.origin_node.startswith(self._node):
-            raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
-        return case
-
-    async def _append(self, case_id: str, actor: str, field: str, payload: Message) -> pb.Case:
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        now, headers = self._clock.now(), current_headers()
-        case = await self._db.write(
-            lambda s: casestore.advance(
-                s,
-                case_id=case_id,
-                node_code=self._node,
-                actor=actor,
-                steps=lambda _case: [(field, payload)],
-                now=now,
-                headers=headers,
-            )
-        )
-        self._on_commit()
-        return case
+class RoutingHandlers(DispatchMethods, DirectiveMethods, routing_pb2_grpc.RoutingServicer):
+    """Tells where a case is held, moves it between tiers, dispatches it to departments, and
+    sends commands down."""
 
     @grpc_method
     async def GetRoute(
@@ -106,7 +59,7 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
             raise InvalidArgument("reason", "人工上报须说明理由")
         case = await self._case(request.case_id)
         step = escalation_request(case, reason=request.reason, rule_id="operator", rule_name="人工上报")
-        return await self._append(case.id, request.actor, "escalation_requested", step)
+        return await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
 
     @grpc_method
     async def ApplyPolicy(
@@ -129,7 +82,7 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
             step = escalation_request(
                 case, reason=decision.reason, rule_id=decision.rule_id, rule_name=decision.rule_name
             )
-            case = await self._append(case.id, request.actor, "escalation_requested", step)
+            case = await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
         return routing_pb2.PolicyDecision(
             escalate=decision.escalate,
             target_tier=common_pb2.Tier.ValueType(decision.target),
@@ -145,11 +98,11 @@ class RoutingHandlers(routing_pb2_grpc.RoutingServicer):
         self, request: routing_pb2.AcceptEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = acceptance(self._clock.now(), self._settings)
-        return await self._append(request.case_id, request.actor, "escalation_accepted", step)
+        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_accepted", step)])
 
     @grpc_method
     async def RefuseEscalation(
         self, request: routing_pb2.RefuseEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = pb.EscalationRefused(reason=request.reason)
-        return await self._append(request.case_id, request.actor, "escalation_refused", step)
+        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_refused", step)])

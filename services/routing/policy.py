@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fengqiao.divisions import Tier, parent_code, tier_of
 from fengqiao.errors import IllegalTransition, InvalidArgument
+from fengqiao.rulefile import ReloadingFile, read_yaml
 from fengqiao.v1 import case_pb2
 from services.intake.config import DEFAULT_CATEGORIES
 
@@ -255,46 +254,13 @@ def policy_from_dict(raw: Any, *, categories: Iterable[str] = DEFAULT_CATEGORIES
     return Policy(name=str(raw.get("name") or "分级化解规则"), rules=tuple(rules))
 
 
-def read_policy_file(path: Path) -> Any:
-    """Read and parse a policy YAML file: the only I/O of the policy."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidArgument("policy_file", f"无法读取规则文件 {path}：{exc}") from exc
-
-
 def load_policy(path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Policy:
     """Read and validate a containment policy file."""
-    return policy_from_dict(read_policy_file(path), categories=categories)
+    return policy_from_dict(read_yaml(path, field="policy_file"), categories=categories)
 
 
-class PolicyFile:
-    """A policy file, loaded at once (fails at start-up) and again when it changes; never broken."""
+class PolicyFile(ReloadingFile[Policy]):
+    """The county's containment policy file, reloaded when it changes; never broken."""
 
     def __init__(self, path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> None:
-        self._path = path
-        self._categories = tuple(categories)
-        self._stamp = self._stat()
-        self._policy = load_policy(path, categories=self._categories)
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = self._path.stat()
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size
-
-    def current(self) -> Policy:
-        """The policy of the file's latest valid version."""
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return self._policy
-        self._stamp = stamp  # each version is tried once: a broken file warns once, not per case
-        try:
-            policy = load_policy(self._path, categories=self._categories)
-        except InvalidArgument as exc:
-            logger.warning("containment policy %s is invalid, keeping the previous one: %s", self._path, exc.message)
-            return self._policy
-        logger.info("containment policy %s reloaded: %d rules", self._path, len(policy.rules))
-        self._policy = policy
-        return policy
+        super().__init__(path, lambda p: load_policy(p, categories=tuple(categories)), what="containment policy")

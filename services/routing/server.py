@@ -1,12 +1,16 @@
-"""Wiring of the routing service: its gRPC methods and the escalations from below."""
+"""Wiring of the routing service: its gRPC methods, the escalations and directive answers from
+below, and the directives from above."""
 
 from __future__ import annotations
 
-from fengqiao.divisions import case_subject, events_stream
+from fengqiao.divisions import case_subject, down_stream, events_stream, subtree_subjects
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
+from services.routing import models  # noqa: F401  (registers the tables)
 from services.routing.config import RoutingSettings
+from services.routing.departments import DepartmentFile
+from services.routing.directives import ANSWER_CONSUMER, DOWN_CONSUMER, directive_handler, directives_for
 from services.routing.escalations import CONSUMER, escalation_handler
 from services.routing.handlers import RoutingHandlers
 from services.routing.policy import PolicyFile
@@ -22,6 +26,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         settings=settings,
         clock=ctx.clock,
         policy=PolicyFile(settings.policy_file),
+        departments=DepartmentFile(settings.departments_file),
         on_commit=ctx.outbox_written,
     )
     parts = ServiceParts(
@@ -36,5 +41,19 @@ def create(ctx: NodeContext) -> ServiceParts:
             handle=escalation_handler(ctx.spec.code, settings, ctx.clock),
             on_applied=ctx.outbox_written,
         )
-        parts.tasks.append(consumer.run)
+        answers = ctx.consumer(
+            stream=events_stream(ctx.spec.code),
+            durable=ANSWER_CONSUMER,
+            filter_subjects=[subtree_subjects(c.code, kind="directive") for c in children],
+            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=False),
+        )
+        parts.tasks += [consumer.run, answers.run]
+    if ctx.topology.ancestors(ctx.spec.code):
+        directives = ctx.consumer(
+            stream=down_stream(ctx.spec.code),
+            durable=DOWN_CONSUMER,
+            filter_subjects=[directives_for(ctx.spec.code)],
+            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=True),
+        )
+        parts.tasks.append(directives.run)
     return parts
