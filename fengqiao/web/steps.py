@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.v1 import case_pb2 as pb
-from fengqiao.v1 import intake_pb2
+from fengqiao.v1 import intake_pb2, routing_pb2
 from fengqiao.web.api import as_json
 from fengqiao.web.deps import Caller, Services, require_scope
 
@@ -43,7 +43,31 @@ STEPS = {
     "follow-up": Step("回访", "FollowUp", intake_pb2.FollowUpRequest, pb.FollowedUp),
     "archive": Step("归档", "Archive", intake_pb2.ArchiveRequest, pb.Archived),
 }
-_STEP_DOC = "；".join(f"{name}（{step.label}）" for name, step in STEPS.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingStep:
+    """A step taken through the routing service: its request carries the fields itself."""
+
+    label: str
+    method: str
+    request: type[Message]
+
+
+ROUTING_STEPS = {
+    "escalate": RoutingStep("上报", "Escalate", routing_pb2.EscalateRequest),
+    "accept-escalation": RoutingStep("接收上报", "AcceptEscalation", routing_pb2.AcceptEscalationRequest),
+    "refuse-escalation": RoutingStep("退回上报", "RefuseEscalation", routing_pb2.RefuseEscalationRequest),
+    "dispatch": RoutingStep("按类别派单交办", "Dispatch", routing_pb2.DispatchRequest),
+    "whistle": RoutingStep("中心吹哨", "Whistle", routing_pb2.WhistleRequest),
+    "report": RoutingStep("部门报到", "ReportForDuty", routing_pb2.ReportForDutyRequest),
+    "task-force": RoutingStep("成立攻坚专班", "FormTaskForce", routing_pb2.FormTaskForceRequest),
+    "subtask-done": RoutingStep("专班子任务完成", "CompleteSubTask", routing_pb2.CompleteSubTaskRequest),
+}
+_STEP_DOC = "；".join(
+    [f"{name}（{step.label}）" for name, step in STEPS.items()]
+    + [f"{name}（{step.label}）" for name, step in ROUTING_STEPS.items()]
+)
 
 
 @router.post(
@@ -60,20 +84,29 @@ async def perform_step(
     body: Annotated[dict[str, Any], Body()] = {},  # noqa: B006  (FastAPI copies defaults)
 ) -> dict[str, Any]:
     spec = STEPS.get(step)
-    if spec is None:
-        raise NotFound(f"未知的步骤“{step}”，可用：{'、'.join(STEPS)}")
+    routed = ROUTING_STEPS.get(step)
+    if spec is None and routed is None:
+        raise NotFound(f"未知的步骤“{step}”，可用：{'、'.join([*STEPS, *ROUTING_STEPS])}")
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
-    require_scope(who, case.holder_node)
+    require_scope(who, case.escalation_to if step.endswith("-escalation") and case.escalation_to else case.holder_node)
+    if routed is not None:
+        request = _parse(dict(body, case_id=case.id, actor=who.username), routed.request())
+        return as_json(await getattr(api.routing, routed.method)(request))
+    assert spec is not None
     fields = dict(body)
     expected = int(fields.pop("expected_version", 0) or 0)
-    try:
-        payload = json_format.ParseDict(fields, spec.payload())
-    except json_format.ParseError as exc:
-        raise InvalidArgument("body", f"单据格式错误：{exc}") from exc
+    payload = _parse(fields, spec.payload())
     request = spec.request(case_id=case.id, actor=who.username, expected_version=expected)
     request.step.CopyFrom(payload)  # type: ignore[attr-defined]
     updated = await getattr(api.intake, spec.method)(request)
     return as_json(updated)
+
+
+def _parse(fields: dict[str, Any], into: Message) -> Message:
+    try:
+        return json_format.ParseDict(fields, into)
+    except json_format.ParseError as exc:
+        raise InvalidArgument("body", f"单据格式错误：{exc}") from exc
 
 
 @router.post("/attachments", status_code=201, summary="上传附件（照片、签字材料），返回 sha256")
