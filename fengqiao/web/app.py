@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from fengqiao.node import NodeContext
-from fengqiao.web import api, dispatch, errors, steps
+from fengqiao.web import api, dispatch, errors, projects, steps
 
 
 def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
@@ -26,6 +26,7 @@ def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
     app.include_router(api.router)
     app.include_router(steps.router)
     app.include_router(dispatch.router)
+    app.include_router(projects.router)
 
     @app.get("/healthz", summary="健康检查（无需登录）")
     async def healthz() -> dict[str, str]:

@@ -14,7 +14,7 @@ from fengqiao.divisions import is_within
 from fengqiao.errors import PermissionDenied
 from fengqiao.grpcutil import channel
 from fengqiao.node import NodeContext
-from fengqiao.v1 import federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
+from fengqiao.v1 import assessment_pb2_grpc, federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=True)
 
@@ -27,6 +27,7 @@ class Stubs:
     intake: intake_pb2_grpc.IntakeAsyncStub
     routing: routing_pb2_grpc.RoutingAsyncStub
     federation: federation_pb2_grpc.FederationAsyncStub
+    assessment: assessment_pb2_grpc.AssessmentAsyncStub
 
     @classmethod
     def connect(cls, own: str, *, elsewhere: dict[str, str], timeout_s: float) -> Stubs:
@@ -42,7 +43,8 @@ class Stubs:
         intake = intake_pb2_grpc.IntakeStub(to("intake"))
         routing = routing_pb2_grpc.RoutingStub(to("routing"))
         federation = federation_pb2_grpc.FederationStub(to("federation"))
-        return cls(list(channels.values()), intake, routing, federation)
+        assessment = assessment_pb2_grpc.AssessmentStub(to("assessment"))
+        return cls(list(channels.values()), intake, routing, federation, assessment)
 
 
 async def node_context(request: Request) -> NodeContext:

@@ -1,0 +1,83 @@
+"""The subtree sync of projects: replicated events apply once, in order; foreign or malformed ones
+are dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fengqiao.bus import BadMessage, NotYet
+from fengqiao.db import Database
+from fengqiao.v1 import assessment_pb2 as pb
+from services.assessment import store
+from services.assessment.server import project_event_handler
+
+TOWN, COUNTY = "371702101", "371702"
+
+
+class Delivered:
+    """What the handler reads of a delivered JetStream message: its body."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def event(seq: int, *, node: str = TOWN, **payload: Any) -> pb.ProjectEvent:
+    if not payload:
+        payload = {"gate_passed": pb.GatePassed(stage="立项")}
+    return pb.ProjectEvent(
+        id=f"e{seq}", project_id="p1", seq=seq, node=node, actor="镇值班员",
+        at=Timestamp(seconds=1_795_000_000 + seq), **payload,
+    )  # fmt: skip
+
+
+REGISTERED = event(1, registered=pb.ProjectRegistered(name="政策调整", kind="政策调整", villages=[f"{TOWN}001"]))
+ASSESSED = event(
+    2,
+    assessed=pb.GateAssessed(
+        stage="立项",
+        assessment=pb.GateAssessment(level="low", risk_points=[pb.RiskPoint(description="误解", hazard_id="h1")]),
+    ),
+)
+
+
+@pytest.fixture
+def county_db(database_url: Callable[[str], str]) -> Iterator[Database]:
+    db = Database(database_url("county"))
+    db.create_all()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def deliver(db: Database, message: pb.ProjectEvent | bytes) -> None:
+    data = message if isinstance(message, bytes) else message.SerializeToString()
+    db.transaction(lambda s: project_event_handler(COUNTY)(s, Delivered(data)))  # type: ignore[arg-type]
+
+
+def test_replicated_events_apply_in_order_and_once(county_db: Database) -> None:
+    deliver(county_db, REGISTERED)
+    with pytest.raises(NotYet):
+        deliver(county_db, event(3))
+    deliver(county_db, ASSESSED)
+    deliver(county_db, ASSESSED)  # a copy through another path: already here
+    deliver(county_db, event(3))
+    project = county_db.transaction(lambda s: store.get_project(s, project_id="p1"))
+    assert project.version == 3 and project.stage == "决策" and project.node == TOWN
+    assert [e.seq for e in county_db.transaction(lambda s: store.list_events(s, project_id="p1"))] == [1, 2, 3]
+    assert county_db.transaction(lambda s: store.list_projects(s, within=TOWN, limit=10))[0].id == "p1"
+
+
+def test_foreign_or_malformed_project_events_are_dead_letters(county_db: Database) -> None:
+    with pytest.raises(BadMessage, match="辖区外"):
+        deliver(county_db, event(1, node="371703101"))
+    with pytest.raises(BadMessage, match="无法解析"):
+        deliver(county_db, b"\xff\xff\xff")
+    with pytest.raises(BadMessage, match="缺少"):
+        deliver(county_db, pb.ProjectEvent(id="x", project_id="p1", seq=1, node=TOWN))
+    with pytest.raises(BadMessage, match="尚未登记"):
+        deliver(county_db, event(1))
