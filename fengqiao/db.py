@@ -68,7 +68,13 @@ class Database:
         """Create every table the imported models declare (idempotent)."""
         import fengqiao.models  # noqa: F401  (registers every table)
 
-        SQLModel.metadata.create_all(self.engine)
+        if self.is_sqlite:
+            SQLModel.metadata.create_all(self.engine)
+            return
+        # Several processes of one node may start at once: one creates, the others wait and see it.
+        with self.engine.begin() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(7170201)"))
+            SQLModel.metadata.create_all(conn)
 
     def transaction(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one transaction, committing on success (blocking)."""

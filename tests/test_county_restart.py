@@ -31,10 +31,13 @@ def free_port() -> int:
         return port
 
 
-class CountyProcess:
-    """The county node as a real OS process (``fengqiao node``)."""
+class NodeProcess:
+    """A node — or some of its services — as a real OS process (``fengqiao node``)."""
 
-    def __init__(self, local: LocalCounty, database_url: str, workdir: Path) -> None:
+    def __init__(
+        self, local: LocalCounty, database_url: str, workdir: Path, *, code: str = COUNTY, services: str = ""
+    ) -> None:
+        self.code = code
         self.grpc_port = free_port()
         self.env = {
             **os.environ,
@@ -45,9 +48,9 @@ class CountyProcess:
             "FQ_GRPC_PORT": str(self.grpc_port),
             "FQ_HTTP_PORT": "0",
         }
-        self.args = [sys.executable, "-m", "fengqiao.cli", "node", "--code", COUNTY]
-        self.args += ["--topology", str(local.topology_file)]
-        self.log = workdir / "county.log"
+        self.args = [sys.executable, "-m", "fengqiao.cli", "node", "--code", code]
+        self.args += ["--topology", str(local.topology_file)] + (["--services", services] if services else [])
+        self.log = workdir / f"node-{code}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -92,7 +95,7 @@ async def test_restarting_the_county_while_villages_submit_leaves_every_case_the
     urls = {node.code: database_url(node.code) for node in small_county().nodes if node.code != COUNTY}
     urls[COUNTY] = county_db
     local = LocalCounty(small_county(), tmp_path / "local", nats_server.url, urls.__getitem__)
-    county = CountyProcess(local, county_db, tmp_path)
+    county = NodeProcess(local, county_db, tmp_path)
     county.start()
     await local.start(*(c for c in urls if c != COUNTY))
     submitted: list[str] = []

@@ -12,7 +12,7 @@ import nats
 import pytest
 from sqlmodel import select
 
-from fengqiao.divisions import down_subject
+from fengqiao.divisions import down_stream, down_subject
 from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
 from fengqiao.natsserver import NatsServer
@@ -33,6 +33,12 @@ async def directives(local: LocalCounty, code: str, direction: str) -> list[rout
     return list(reply.directives)
 
 
+async def sourcing(local: LocalCounty, code: str) -> bool:
+    """The node's down stream is connected to its parent's (started after it, so revived first)."""
+    info = await local[code].ctx.js.stream_info(down_stream(code))  # type: ignore[union-attr]
+    return bool(info.sources) and all(s.error is None for s in info.sources or [])
+
+
 async def call(local: LocalCounty, code: str, method: str, request: object) -> routing_pb2.Directive:
     async with channel(local[code].grpc_address) as ch:
         reply: routing_pb2.Directive = await getattr(routing_pb2_grpc.RoutingStub(ch), method)(request)
@@ -43,6 +49,7 @@ async def test_directives_reach_a_town_that_was_down_and_a_village_and_their_ans
     tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
 ) -> None:
     async with running_county(tmp_path, nats_server.url, database_url, towns=1, villages=1) as local:
+        await eventually(lambda: sourcing(local, TOWN), within_s=20, what="the town's down stream sources the county's")
         await local.stop(TOWN)  # the town is down when the county sends
         deadline = ts(dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
         to_town = await call(
