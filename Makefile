@@ -23,13 +23,16 @@ $(INSTALLED): pyproject.toml requirements.lock
 .PHONY: install
 install: $(INSTALLED) $(STUBS) ## create .venv with the pinned dependencies and generate the stubs
 
+# Generated beside the package, then swapped in, so running processes never see it half-made.
 $(STUBS): $(PROTOS) $(INSTALLED)
-	rm -rf fengqiao/v1
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
-	    --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:. \
-	    --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=quiet:. \
+	rm -rf .stubs && mkdir -p .stubs
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=.stubs --grpc_python_out=.stubs \
+	    --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:.stubs \
+	    --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=quiet:.stubs \
 	    $(PROTOS)
-	touch fengqiao/v1/__init__.py $@
+	touch .stubs/fengqiao/v1/__init__.py .stubs/fengqiao/v1/.generated
+	rm -rf fengqiao/.v1-old && { [ ! -d fengqiao/v1 ] || mv fengqiao/v1 fengqiao/.v1-old; }
+	mv .stubs/fengqiao/v1 fengqiao/v1 && rm -rf .stubs fengqiao/.v1-old
 
 .PHONY: proto
 proto: $(STUBS) ## generate the gRPC stub package fengqiao.v1 from proto/

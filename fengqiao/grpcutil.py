@@ -14,6 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from fengqiao import errors, telemetry
+from fengqiao.errors import InvalidArgument
+from fengqiao.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 16 * 1024 * 1024  # attachments of up to 10 MiB travel as one message
@@ -103,3 +105,14 @@ def channel(address: str, *, timeout_s: float = 5.0) -> grpc.aio.Channel:
         interceptors=[_DefaultDeadline(timeout_s), *tracing],  # type: ignore[list-item]
         options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
     )
+
+
+def page_bounds(page: common_pb2.PageRequest, *, default: int = 50, most: int = 500) -> tuple[int, int]:
+    """The offset and size an offset-paged request asks for (the page token is the offset)."""
+    try:
+        offset = int(page.page_token or 0)
+    except ValueError as exc:
+        raise InvalidArgument("page_token", "分页标记无效") from exc
+    if offset < 0:
+        raise InvalidArgument("page_token", "分页标记无效")
+    return offset, max(1, min(page.page_size or default, most))

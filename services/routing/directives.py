@@ -17,7 +17,7 @@ from fengqiao.bus import BadMessage, Handler
 from fengqiao.clock import Clock
 from fengqiao.divisions import address_tokens, down_subject, event_subject, is_within
 from fengqiao.errors import FengqiaoError, InvalidArgument, NotFound
-from fengqiao.grpcutil import grpc_method
+from fengqiao.grpcutil import grpc_method, page_bounds
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import common_pb2, routing_pb2
 from services.routing import rules, store
@@ -143,11 +143,7 @@ class DirectiveMethods(RoutingBase):
     ) -> routing_pb2.ListDirectivesResponse:
         if request.direction not in ("", "in", "out"):
             raise InvalidArgument("direction", "direction 须为 in（收到的）、out（下达的）或留空")
-        size = max(1, min(request.page.page_size or 50, 500))
-        try:
-            offset = int(request.page.page_token or 0)
-        except ValueError as exc:
-            raise InvalidArgument("page_token", "分页标记无效") from exc
+        offset, size = page_bounds(request.page)
         rows = await self._db.read(
             lambda s: store.list_directives(
                 s, node=self._node, direction=request.direction, offset=offset, limit=size + 1
