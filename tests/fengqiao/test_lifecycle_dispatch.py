@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from google.protobuf.message import Message
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from fengqiao.errors import IllegalTransition, InvalidArgument
-from fengqiao.lifecycle import alarms_pending, apply, invariant_violations
+from fengqiao.lifecycle import alarms_pending, apply, fold, invariant_violations
 from fengqiao.v1 import case_pb2 as pb
 from tests.fengqiao.test_lifecycle import TO_IN_PROGRESS, Story, feedback_slip, ts, utc, valid_payload
 
@@ -171,3 +174,90 @@ def test_departments_cannot_be_called_to_a_closed_case(kind: str) -> None:
         else pb.TaskForceFormed(lead_department="司法所", subtasks=[subtask("T1", "派出所", 1, story)])
     )
     story.refuse(kind, payload, IllegalTransition)
+
+
+DEPARTMENTS = ("司法所", "派出所", "信访办")
+TASK_IDS = ("T1", "T2", "T9")
+DISPATCH_STEP = st.tuples(
+    st.sampled_from(
+        [
+            "whistled",
+            "reported_for_duty",
+            "summons_overdue",
+            "task_force_formed",
+            "subtask_done",
+            "subtask_overdue",
+            "closed",
+        ]
+    ),
+    st.sampled_from(DEPARTMENTS),
+    st.sampled_from(TASK_IDS),
+    st.integers(min_value=1, max_value=180),  # minutes since the previous step
+)
+
+
+def _dispatch_payload(kind: str, department: str, task_id: str, case: pb.Case, at: dt.datetime) -> Message:
+    if kind == "whistled":
+        return pb.Whistled(
+            reason="吹哨", summons=[pb.Summons(department=department, report_by=ts(at + dt.timedelta(minutes=30)))]
+        )
+    if kind == "reported_for_duty":
+        return pb.ReportedForDuty(department=department)
+    if kind == "summons_overdue":
+        return pb.SummonsOverdue(department=department)
+    if kind == "task_force_formed":
+        tasks = [
+            pb.SubTask(id=tid, department=dep, task="配合", deadline=ts(at + dt.timedelta(hours=hours)))
+            for tid, dep, hours in (("T1", "派出所", 2), ("T2", "信访办", 6))
+        ]
+        return pb.TaskForceFormed(lead_department="司法所", subtasks=tasks)
+    if kind == "subtask_done":
+        return pb.SubTaskDone(subtask_id=task_id, result="完成")
+    if kind == "subtask_overdue":
+        return pb.SubTaskOverdue(subtask_id=task_id)
+    return valid_payload(kind, case)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(DISPATCH_STEP, max_size=25))
+def test_random_dispatch_steps_keep_the_case_consistent_and_mark_each_lateness_once(
+    steps: list[tuple[str, str, str, int]],
+) -> None:
+    story = task_force_story()
+    story.run("assigned", "acknowledged", "started")
+    accepted = list(story.events)
+    case, at = story.case, story.at
+    for kind, department, task_id, minutes in steps:
+        at += dt.timedelta(minutes=minutes)
+        built = pb.CaseEvent(
+            id=f"ev-{case.version + 1}", case_id=case.id, seq=case.version + 1, node=case.holder_node, actor="值班员"
+        )
+        built.at.FromDatetime(at)
+        getattr(built, kind).CopyFrom(_dispatch_payload(kind, department, task_id, case, at))
+        before = pb.Case()
+        before.CopyFrom(case)
+        try:
+            new = apply(case, built)
+        except (IllegalTransition, InvalidArgument):
+            assert case == before  # refused: nothing changed
+            continue
+        if kind == "closed":
+            assert all(t.HasField("done_at") for t in before.subtasks)
+        if kind == "summons_overdue":
+            (summons,) = [s for s in before.summons if s.department == department]
+            assert not summons.overdue and not summons.HasField("reported_at") and at >= utc(summons.report_by)
+        if kind == "subtask_overdue":
+            (task,) = [t for t in before.subtasks if t.id == task_id]
+            assert not task.overdue and not task.HasField("done_at") and at >= utc(task.deadline)
+        case = new
+        accepted.append(built)
+        assert invariant_violations(case) == []
+        assert fold(accepted) == case
+    kinds = [e.WhichOneof("payload") for e in accepted]
+    late = [e.summons_overdue.department for e in accepted if e.HasField("summons_overdue")]
+    assert len(late) == len(set(late))  # each department marked late at most once
+    late_tasks = [e.subtask_overdue.subtask_id for e in accepted if e.HasField("subtask_overdue")]
+    assert len(late_tasks) == len(set(late_tasks))
+    event(f"closed={kinds.count('closed')}")
+    event(f"whistles={kinds.count('whistled')}, task force={kinds.count('task_force_formed')}")
+    event(f"late departments={len(late)}, late sub-tasks={len(late_tasks)}")
