@@ -64,16 +64,14 @@ class Pending(NamedTuple):
     headers: str  # JSON
 
 
-def pending(session: Session, *, limit: int, skip: Collection[int] = (), after: int = 0) -> list[Pending]:
-    """The oldest unmarked rows, leaving out ``skip`` (sent, not yet marked) and ids up to ``after``.
+def pending(session: Session, *, limit: int, skip: Collection[int] = ()) -> list[Pending]:
+    """The oldest unmarked rows, leaving out ``skip`` (sent, not yet marked).
 
-    ``after`` only where rows commit in id order (one writer: SQLite); with concurrent writers
-    (PostgreSQL) a lower id can commit after a higher one, so there only ``skip`` is safe.
+    Not "ids above the last one sent": with concurrent writers (PostgreSQL) a lower id can
+    commit after a higher one.
     """
     table = OutboxRecord.__table__  # type: ignore[attr-defined]
     query = sa_select(table.c.id, table.c.subject, table.c.message_id, table.c.data, table.c.headers)
-    if after:
-        query = query.where(table.c.id > after)
     if skip:
         query = query.where(table.c.id.not_in(list(skip)))
     query = query.order_by(table.c.id).limit(limit)
@@ -118,8 +116,6 @@ class OutboxRelay:
         self._after_publish = after_publish  # a test hook: runs between ack and mark
         self._wake = asyncio.Event()
         self._unmarked: set[int] = set()  # acknowledged, not yet deleted
-        self._in_order = db.is_sqlite  # one writer: rows commit in id order
-        self._sent_up_to = 0  # with in-order commits: every id up to this one was acknowledged
         self._marked_at = 0.0
         self.published = 0
 
@@ -141,7 +137,6 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox relay: %s; retrying", exc)
                 self._unmarked.clear()  # re-send them: duplicates are absorbed downstream
-                self._sent_up_to = 0
                 sent = 0
                 await asyncio.sleep(self._poll)
             if sent == 0:
@@ -152,17 +147,13 @@ class OutboxRelay:
 
     async def relay_once(self, *, mark: bool = True) -> int:
         """Publish one batch (and mark it, unless told not to); returns how many rows were sent."""
-        if self._in_order:
-            after, skip = self._sent_up_to, frozenset[int]()
-        else:
-            after, skip = 0, frozenset(self._unmarked)
-        rows = await self._db.read(lambda s: pending(s, limit=self._batch, skip=skip, after=after))
+        skip = frozenset(self._unmarked)
+        rows = await self._db.read(lambda s: pending(s, limit=self._batch, skip=skip))
         if not rows:
             return 0
         await asyncio.gather(*(self._publish(row) for row in rows))
         ids = [row.id for row in rows]
         self._unmarked.update(ids)
-        self._sent_up_to = max(self._sent_up_to, ids[-1])
         if self._after_publish is not None:
             await self._after_publish(ids)
         if mark:
