@@ -1,13 +1,15 @@
 """``fengqiao demo``: a whole sample county on this machine.
 
-Starts one nats-server with JetStream (shared by every node until the leaf topology lands),
-one process per node, and a simulator taking cases in at the villages. Ctrl-C stops every
-process it started, by PID.
+Renders the sample topology (``fengqiao topology render``) and starts from it one nats-server
+per node — each a JetStream leaf node of its parent's, in its own domain — then one process
+per node talking only to its own server, and a simulator taking cases in at the villages.
+Ctrl-C stops every process it started, by PID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import shutil
@@ -25,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fengqiao.grpcutil import channel
 from fengqiao.handling import run_handling
 from fengqiao.natsserver import NatsServer
+from fengqiao.render import client_urls, render, server_files
 from fengqiao.simulator import run_simulator
 from fengqiao.topology import Topology, dump_topology, load_topology
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
@@ -42,7 +45,59 @@ class DemoSettings(BaseSettings):
 def shifted(topology: Topology, http_port: int) -> Topology:
     """The topology with every port moved so the county's HTTP port is ``http_port``."""
     offset = http_port - topology.county.http_port
-    return topology.with_ports({n.code: (n.grpc_port + offset, n.http_port + offset) for n in topology.nodes})
+    moved = topology.with_ports({n.code: (n.grpc_port + offset, n.http_port + offset) for n in topology.nodes})
+    if not topology.leafnodes:
+        return moved
+    nodes = tuple(
+        dataclasses.replace(
+            n,
+            nats=dataclasses.replace(
+                n.nats,
+                client_port=n.nats.client_port + offset,
+                leaf_port=n.nats.leaf_port + offset,
+                monitor_port=n.nats.monitor_port + offset,
+                cluster_port=n.nats.cluster_port + offset,
+            ),
+        )
+        for n in moved.nodes
+    )
+    return dataclasses.replace(moved, nodes=nodes)
+
+
+def nats_ports(topology: Topology) -> list[int]:
+    """The ports the demo's nats-servers listen on."""
+    if not topology.leafnodes:
+        return [topology.county.http_port + 99]
+    return [
+        port + i
+        for n in topology.nodes
+        for i in range(n.nats.servers)
+        for port in (n.nats.client_port, n.nats.leaf_port, n.nats.monitor_port)
+    ]
+
+
+def start_servers(topology: Topology, state_dir: Path) -> tuple[list[NatsServer], dict[str, str]]:
+    """Start the demo's nats-servers; returns them and each node's client URL.
+
+    The leaf topology: one server per node from the rendered configs, parents first. An older
+    topology file without ``leafnodes``: one server shared by every node.
+    """
+    servers: list[NatsServer] = []
+    if not topology.leafnodes:
+        shared = NatsServer(store_dir=state_dir / "nats", port=topology.county.http_port + 99).start()
+        return [shared], {n.code: shared.url for n in topology.nodes}
+    rendered = state_dir / "rendered"
+    render(topology, rendered, state_dir=state_dir / "nats", config_dir=rendered)
+    try:
+        for spec in sorted(topology.nodes, key=lambda n: n.tier):
+            for name in server_files(spec):
+                config = rendered / spec.code / name
+                servers.append(NatsServer(store_dir=state_dir / "nats" / spec.code, config=config).start())
+    except Exception:
+        for server in servers:
+            server.stop()
+        raise
+    return servers, {n.code: client_urls(n) for n in topology.nodes}
 
 
 def busy_ports(ports: list[int]) -> list[int]:
@@ -113,8 +168,7 @@ async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> Non
 def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_dir: Path, fresh: bool) -> int:
     """Run the sample county until Ctrl-C; returns the exit code."""
     topology = shifted(load_topology(topology_file), http_port)
-    nats_port = http_port + 99
-    wanted = [nats_port] + [p for n in topology.nodes for p in (n.http_port, n.grpc_port)]
+    wanted = nats_ports(topology) + [p for n in topology.nodes for p in (n.http_port, n.grpc_port)]
     taken = busy_ports(wanted)
     if taken:
         print(f"端口已被占用：{', '.join(map(str, taken))}。请先停止占用它们的程序，"
@@ -131,22 +185,22 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
     open311_key = settings.demo_open311_key.get_secret_value() if settings.demo_open311_key else secrets.token_hex(16)
 
     signal.signal(signal.SIGTERM, _interrupt)
-    nats = NatsServer(store_dir=state_dir / "nats", port=nats_port).start()
+    servers, nats_urls = start_servers(topology, state_dir)
     env = {
         **os.environ,
         "FQ_TOKEN_SECRET": secrets.token_urlsafe(32),
         "FQ_ADMIN_PASSWORD": password,
-        "FQ_NATS_URL": nats.url,
+        "FQ_OPEN311_API_KEY": open311_key,  # issue 9: every node accepts the demo's Open311 key
         "FQ_DATA_DIR": str(state_dir / "data"),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for node in topology.nodes:
+        for node in sorted(topology.nodes, key=lambda n: -n.tier):  # children first: sources find their streams
             with (logs / f"{node.code}.log").open("wb") as log_file:
                 command = [sys.executable, "-m", "fengqiao.cli", "node", "--code", node.code]
                 procs[node.code] = subprocess.Popen(
                     [*command, "--topology", str(rendered)],
-                    env=env,
+                    env={**env, "FQ_NATS_URL": nats_urls[node.code]},
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -160,6 +214,9 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
         print(f"  县级操作台： http://{county.http_address}/", flush=True)
         print(f"  管理员账号： admin   密码：{password}", flush=True)
         print(f"  Open311 api_key：{open311_key}", flush=True)
+        if topology.leafnodes:
+            configs = state_dir / "rendered"
+            print(f"  消息服务：每个中心一台 nats-server（JetStream 叶节点），配置在 {configs}/", flush=True)
         print(f"  模拟器：每秒约 {rate_per_s:g} 件，日志在 {logs}/。按 Ctrl-C 停止。\n", flush=True)
         asyncio.run(_run_until_signal(topology, rate_per_s))
         return 0
@@ -168,7 +225,8 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
     finally:
         for process in procs.values():
             _stop(process)
-        nats.stop()
+        for server in servers:
+            server.stop()
         print("[演示] 已停止所有进程。", flush=True)
 
 

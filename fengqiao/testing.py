@@ -5,27 +5,36 @@ Everything is real — nats-server, gRPC servers, databases — only the ports a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from fengqiao import render
 from fengqiao.clock import Clock
+from fengqiao.natsserver import NatsServer
 from fengqiao.node import Node
 from fengqiao.settings import NodeSettings
-from fengqiao.topology import NodeSpec, Topology, dump_topology
+from fengqiao.testing_proxy import LinkProxy
+from fengqiao.topology import Limits, NatsSpec, NodeSpec, Topology, dump_topology
 from fengqiao.v1 import case_pb2, intake_pb2
 
 ADMIN_PASSWORD = "fq-test-admin-pw"
 TOKEN_SECRET = "fq-test-token-secret-0123456789abcdef"
 
 
-def small_county(county: str = "371702", towns: int = 2, villages: int = 2) -> Topology:
-    """A county with ``towns`` towns of ``villages`` villages each (sample codes)."""
+def small_county(
+    county: str = "371702", towns: int = 2, villages: int = 2, neighbours: Mapping[str, Sequence[str]] | None = None
+) -> Topology:
+    """A county with ``towns`` towns of ``villages`` villages each (sample codes); ``neighbours``
+    gives a town's neighbouring towns (三联), as given — list both directions for mutual ones."""
     nodes = [NodeSpec(code=county, name="测试县综治中心")]
     for t in range(1, towns + 1):
         town = f"{county}{100 + t:03d}"
-        nodes.append(NodeSpec(code=town, name=f"测试{t}镇综治中心"))
+        near = tuple((neighbours or {}).get(town, ()))
+        nodes.append(NodeSpec(code=town, name=f"测试{t}镇综治中心", neighbours=near))
         for v in range(1, villages + 1):
             nodes.append(NodeSpec(code=f"{town}{v:03d}", name=f"测试{t}镇{v}村综治站"))
     return Topology(name="测试县（样例）", nodes=tuple(nodes), sample_codes=True)
@@ -82,6 +91,167 @@ class LocalCounty:
 
     def __getitem__(self, code: str) -> Node:
         return self.nodes[code]
+
+
+def free_ports(count: int) -> list[int]:
+    """Loopback ports free right now (held open together, so all distinct)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def with_free_nats_ports(topology: Topology, codes: list[str] | None = None) -> Topology:
+    """The topology in leaf mode, with free loopback ports for the nats-servers of ``codes`` (all)."""
+    wanted = [n for n in topology.nodes if codes is None or n.code in codes]
+    singles = iter(free_ports(4 * sum(1 for n in wanted if n.nats.servers == 1)))  # all at once: distinct
+    ports: dict[str, NatsSpec] = {}
+    for spec in wanted:
+        n = spec.nats.servers  # a cluster's ports are consecutive: server i uses port + i
+        if n == 1:
+            client, leaf, monitor, cluster = (next(singles) for _ in range(4))
+        else:  # one block, so the four ranges cannot overlap
+            base = consecutive_ports(4 * n)[0]
+            client, leaf, monitor, cluster = (base + k * n for k in range(4))
+        ports[spec.code] = NatsSpec(client, leaf, monitor, cluster, servers=n)
+    nodes = tuple(dataclasses.replace(n, nats=ports[n.code]) if n.code in ports else n for n in topology.nodes)
+    return dataclasses.replace(topology, nodes=nodes, leafnodes=True)
+
+
+def consecutive_ports(count: int) -> list[int]:
+    """``count`` consecutive free loopback ports."""
+    for _ in range(50):
+        base = free_ports(1)[0]
+        if base + count > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return list(range(base, base + count))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no consecutive free ports")
+
+
+@dataclasses.dataclass
+class LeafCounty(LocalCounty):
+    """Each node with its own nats-server — a JetStream leaf of its parent's, in its own
+    domain — started from the configs ``fengqiao topology render`` writes. Every upward link
+    goes through a ``LinkProxy`` the test can cut (``cut(code)`` cuts ``code``'s link to its
+    parent). Use ``await LeafCounty.create(...)``.
+    """
+
+    servers: dict[str, list[NatsServer]] = dataclasses.field(default_factory=dict)
+    proxies: dict[str, list[LinkProxy]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    async def create(
+        cls,
+        topology: Topology,
+        workdir: Path,
+        database_url: Callable[[str], str],
+        *,
+        clock: Clock | None = None,
+        limits: dict[str, Limits] | None = None,
+    ) -> LeafCounty:
+        """Render and start every node's nats-server (not the nodes: ``start`` them)."""
+        county = cls(topology, workdir, "", database_url, clock=clock)
+        county.topology = with_free_nats_ports(topology)
+        county.apply_limits(limits or {})
+        await county._link_all()
+        county.render()
+        for spec in sorted(county.topology.nodes, key=lambda n: n.tier):
+            await county.start_server(spec.code)
+        return county
+
+    def apply_limits(self, limits: dict[str, Limits]) -> None:
+        nodes = tuple(dataclasses.replace(n, limits=limits.get(n.code, n.limits)) for n in self.topology.nodes)
+        self.topology = dataclasses.replace(self.topology, nodes=nodes)
+
+    async def _link_all(self) -> None:
+        """A proxy for every upward link not yet proxied; the node's leaf remotes dial it."""
+        nodes = []
+        for spec in self.topology.nodes:
+            if spec.parent is not None and spec.code not in self.proxies:
+                parent = self.topology.node(spec.parent).nats
+                self.proxies[spec.code] = [await LinkProxy(parent.leaf_port + i).start() for i in range(parent.servers)]
+            if spec.parent is not None:
+                urls = tuple(f"nats-leaf://127.0.0.1:{p.port}" for p in self.proxies[spec.code])
+                spec = dataclasses.replace(spec, nats=dataclasses.replace(spec.nats, upstream=urls))
+            nodes.append(spec)
+        self.topology = dataclasses.replace(self.topology, nodes=tuple(nodes))
+
+    @property
+    def rendered(self) -> Path:
+        return self.workdir / "rendered"
+
+    def render(self) -> None:
+        render.render(self.topology, self.rendered, state_dir=self.workdir / "state", config_dir=self.rendered)
+        self.topology_file = self.rendered / "topology.yaml"
+
+    async def start_server(self, code: str) -> None:
+        spec = self.topology.node(code)
+        store = self.workdir / "state" / code
+        self.servers[code] = [
+            await asyncio.to_thread(NatsServer(store_dir=store, config=self.rendered / code / name).start)
+            for name in render.server_files(spec)
+        ]
+
+    def stop_server(self, code: str, *, kill: bool = False) -> None:
+        """Stop a node's nats-server(s) — with SIGKILL, as a crash, when ``kill``."""
+        for server in self.servers.pop(code, []):
+            server.kill() if kill else server.stop()
+
+    async def add_node(self, spec: NodeSpec) -> None:
+        """Add ``spec`` to the topology: re-render, restart only its parent's server, start its own."""
+        assert spec.parent is not None
+        self.topology = dataclasses.replace(self.topology, nodes=(*self.topology.nodes, spec))
+        self.topology = with_free_nats_ports(self.topology, [spec.code])
+        await self._link_all()
+        self.render()
+        parent = self.nodes.get(spec.parent)
+        if parent is not None:
+            await self.stop(spec.parent)
+        self.stop_server(spec.parent)
+        await self.start_server(spec.parent)
+        await self.start_server(spec.code)
+        await self.start(spec.code)
+        if parent is not None:
+            await self.start(spec.parent)
+
+    async def cut(self, code: str) -> None:
+        for proxy in self.proxies[code]:
+            await proxy.cut()
+
+    def restore(self, code: str) -> None:
+        for proxy in self.proxies[code]:
+            proxy.restore()
+
+    def client_url(self, code: str) -> str:
+        """What the node's services connect to: its own nats-server(s)."""
+        return render.client_urls(self.topology.node(code))
+
+    def settings(self, code: str, **overrides: object) -> NodeSettings:
+        return super().settings(code, **{"nats_url": self.client_url(code), **overrides})
+
+    async def close(self) -> None:
+        """Stop every node, nats-server and proxy."""
+        await self.stop()
+        for code in list(self.servers):
+            self.stop_server(code)
+        for proxies in self.proxies.values():
+            for proxy in proxies:
+                await proxy.close()
 
 
 def submit_request(division_code: str, **fields: object) -> intake_pb2.SubmitCaseRequest:

@@ -17,6 +17,46 @@ from fengqiao.divisions import Tier, is_within, parent_code, tier_of
 from fengqiao.errors import InvalidArgument, NotFound
 
 
+def jetstream_domain(code: str) -> str:
+    """A node's JetStream domain in the leaf topology (no ``.``, ``*`` or ``>`` allowed in it)."""
+    return f"fq{code}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How much a node's nats-server may hold: its upward buffer (the events stream, which
+    the parent sources) and its JetStream store. A full buffer refuses new events, which then
+    wait in the outbox; ``buffer_age_s`` must outlast the longest outage to be ridden out."""
+
+    buffer_bytes: int = 1 << 30
+    buffer_msgs: int = -1
+    buffer_age_s: int = 90 * 86400
+    store_bytes: int = 8 << 30
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsSpec:
+    """A node's own nats-server(s) in the leaf topology: ports on the node's host.
+
+    ``servers`` > 1 (the county) is a cluster; server ``i`` uses each port plus ``i``.
+    ``upstream`` lists the URLs this node's leaf connection dials (its parent's leafnode
+    listeners as reachable from here); empty means the parent's host and ``leaf_port``s.
+    """
+
+    client_port: int = 4222
+    leaf_port: int = 7422
+    monitor_port: int = 8222
+    cluster_port: int = 6222
+    servers: int = 1
+    upstream: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "upstream": list(self.upstream)}
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
     """One center (综治中心/站) of the county."""
@@ -27,6 +67,8 @@ class NodeSpec:
     grpc_port: int = 0
     http_port: int = 0
     neighbours: tuple[str, ...] = ()
+    nats: NatsSpec = NatsSpec()
+    limits: Limits = Limits()
 
     @property
     def tier(self) -> Tier:
@@ -52,6 +94,7 @@ class Topology:
     name: str
     nodes: tuple[NodeSpec, ...]
     sample_codes: bool = False
+    leafnodes: bool = False  # each node its own nats-server, a JetStream leaf of its parent
 
     def __post_init__(self) -> None:
         codes = [n.code for n in self.nodes]
@@ -103,22 +146,29 @@ class Topology:
         )
         return dataclasses.replace(self, nodes=nodes)
 
+    def domain(self, code: str) -> str | None:
+        """The JetStream domain of a node's server: its own in the leaf topology, else none."""
+        return jetstream_domain(code) if self.leafnodes else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "sample_codes": self.sample_codes,
-            "nodes": [
-                {
-                    "code": n.code,
-                    "name": n.name,
-                    "host": n.host,
-                    "grpc_port": n.grpc_port,
-                    "http_port": n.http_port,
-                    "neighbours": list(n.neighbours),
-                }
-                for n in self.nodes
-            ],
-        }
+        nodes = []
+        for n in self.nodes:
+            item: dict[str, Any] = {
+                "code": n.code,
+                "name": n.name,
+                "host": n.host,
+                "grpc_port": n.grpc_port,
+                "http_port": n.http_port,
+                "neighbours": list(n.neighbours),
+            }
+            if self.leafnodes:
+                item["nats"] = n.nats.to_dict()
+                item["limits"] = n.limits.to_dict()
+            nodes.append(item)
+        head: dict[str, Any] = {"name": self.name, "sample_codes": self.sample_codes}
+        if self.leafnodes:
+            head["leafnodes"] = True
+        return {**head, "nodes": nodes}
 
 
 def load_topology(path: Path) -> Topology:
@@ -136,10 +186,23 @@ def topology_from_dict(raw: dict[str, Any]) -> Topology:
             grpc_port=int(item.get("grpc_port", 0)),
             http_port=int(item.get("http_port", 0)),
             neighbours=tuple(str(c) for c in item.get("neighbours", ())),
+            nats=_nats_spec(item.get("nats") or {}),
+            limits=Limits(**{k: int(v) for k, v in (item.get("limits") or {}).items()}),
         )
         for item in raw["nodes"]
     )
-    return Topology(name=str(raw["name"]), nodes=nodes, sample_codes=bool(raw.get("sample_codes", False)))
+    return Topology(
+        name=str(raw["name"]),
+        nodes=nodes,
+        sample_codes=bool(raw.get("sample_codes", False)),
+        leafnodes=bool(raw.get("leafnodes", False)),
+    )
+
+
+def _nats_spec(raw: dict[str, Any]) -> NatsSpec:
+    upstream = raw.get("upstream", ())
+    fields = {k: int(v) for k, v in raw.items() if k != "upstream"}
+    return NatsSpec(**fields, upstream=(upstream,) if isinstance(upstream, str) else tuple(map(str, upstream)))
 
 
 def dump_topology(topology: Topology, path: Path) -> None:
