@@ -3,10 +3,18 @@
 Two syncs store replicated events in this node's case log, once each (inbox): upward, the
 events its stream sources from the nodes below, so figures cover the whole subtree; downward,
 what the tiers above did to cases that came from here, so a village sees how its escalated
-case ended.
+case ended. At the county, a task publishes the signed provincial feed on the JetStream stream
+``FQ_FEED_<county>`` (subject ``fq.<county>._._.feed.provincial``), which the province can
+source or consume durably; identical feeds are deduplicated by ``Nats-Msg-Id``.
 """
 
 from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -14,15 +22,17 @@ from sqlmodel import Session
 
 from fengqiao import casestore
 from fengqiao.bus import BadMessage, Handler
-from fengqiao.clock import Clock
-from fengqiao.divisions import down_filter, down_stream, events_stream, is_within, subtree_subjects
+from fengqiao.clock import CHINA_TZ, Clock
+from fengqiao.divisions import Tier, down_filter, down_stream, events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.v1 import case_pb2, federation_pb2_grpc
+from services.federation import keys
 from services.federation.config import FederationSettings
-from services.federation.handlers import FederationHandlers
+from services.federation.handlers import Deps, FederationHandlers
 
+log = logging.getLogger(__name__)
 SYNC_CONSUMER = "fq-subtree-sync"
 DOWN_CONSUMER = "fq-downward-sync"
 
@@ -50,10 +60,42 @@ def subtree_event_handler(node_code: str, clock: Clock, *, from_above: bool = Fa
     return handle
 
 
+def feed_publisher(
+    handlers: FederationHandlers, clock: Clock, interval_s: float
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Every ``interval_s``, publish the feeds of last month and of this month so far."""
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            today = clock.now().astimezone(CHINA_TZ).date()
+            last = today.replace(day=1) - dt.timedelta(days=1)
+            for period in (f"{last:%Y-%m}", f"{today:%Y-%m}"):
+                try:
+                    await handlers.publish_feed(period)
+                except Exception as exc:  # broker away: the next round publishes again
+                    log.warning("provincial feed %s not published: %s", period, exc)
+
+    return run
+
+
 def create(ctx: NodeContext) -> ServiceParts:
-    """Federation answers for the subtree; nodes with children also sync it."""
+    """Federation answers for the subtree; nodes with children also sync it; the county signs
+    and publishes the provincial feed."""
     settings = FederationSettings()
-    handlers = FederationHandlers(db=ctx.db, node_code=ctx.spec.code, topology=ctx.topology, nc=ctx.nc, js=ctx.js)
+    is_county = ctx.spec.tier is Tier.COUNTY
+    key_file = settings.feed_key_file or ctx.settings.data_dir / f"{ctx.spec.code}-feed-ed25519.pem"
+    deps = Deps(
+        db=ctx.db,
+        node_code=ctx.spec.code,
+        topology=ctx.topology,
+        nc=ctx.nc,
+        js=ctx.js,
+        clock=ctx.clock,
+        settings=settings,
+        feed_key=keys.load_or_create(key_file) if is_county else None,
+    )
+    handlers = FederationHandlers(deps)
     parts = ServiceParts(
         registration=Registration(
             "fengqiao.v1.Federation", federation_pb2_grpc.add_FederationServicer_to_server, handlers
@@ -79,4 +121,6 @@ def create(ctx: NodeContext) -> ServiceParts:
             batch=settings.sync_batch,
         )
         parts.tasks.append(downward.run)
+    if is_county and settings.feed_publish_interval_s > 0:
+        parts.tasks.append(feed_publisher(handlers, ctx.clock, settings.feed_publish_interval_s))
     return parts

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fengqiao.grpcutil import channel
 from fengqiao.testing import LocalCounty
 from fengqiao.v1 import assessment_pb2 as pb
-from fengqiao.v1 import assessment_pb2_grpc, common_pb2
+from fengqiao.v1 import assessment_pb2_grpc, common_pb2, federation_pb2, federation_pb2_grpc
 from services.assessment import store
 from tests.test_county_sync import eventually
 
@@ -111,6 +111,13 @@ async def test_every_gate_rule_holds_over_grpc_at_a_town(chain: LocalCounty) -> 
         assert counts == store.AssessmentCounts(
             assessments_done=3, hazards_found=1, hazards_resolved=1, projects_blocked=1
         ), code
+    async with channel(chain[COUNTY].grpc_address) as ch:  # the same counts in the county's figures
+        stats = await federation_pb2_grpc.FederationStub(ch).GetNodeStats(
+            federation_pb2.GetNodeStatsRequest(code=COUNTY, period="2026-11", include_children=True)
+        )
+    assert (stats.assessments_done, stats.hazards_found, stats.hazards_resolved, stats.projects_blocked) == (3, 1, 1, 1)
+    town = next(c for c in stats.children if c.code == TOWN)
+    assert town.assessments_done == 3 and all(c.assessments_done == 0 for c in town.children)
 
 
 async def test_the_town_lists_its_projects_a_page_at_a_time_and_by_risk_level(chain: LocalCounty) -> None:

@@ -1,0 +1,187 @@
+"""The figures of DESIGN §6 (pure): one row of facts per case, additive tallies, rollup, rates.
+
+Each node's figures describe a **cohort**: the cases received (受理) during the period at or
+below the node. A case contributes one ``CaseFacts`` derived from its folded state, and a
+node's ``Tally`` is the plain sum of the facts of the cases taken in anywhere in its subtree.
+Sums are exact under any order of arrival, so the rollup village → town → county is just
+addition, and a village that syncs a week late changes the figures to exactly what a recompute
+from scratch gives (the projection it is read from is the idempotent fold of the events).
+
+Rates keep their numerator and denominator:
+
+- closure rate = closed / received (closed: 办结, 回访 or 归档 now);
+- on-time rate = closed at or before the deadline in force when closing / closed
+  (a case closed without any deadline counts as on time);
+- mediation success rate = closed with the feedback slip's ``mediated`` / closed;
+- follow-up rate = followed up (回访 or 归档) / closed; satisfaction = mean of the latest
+  evaluation (1–5) over the followed-up cases;
+- handling time = mean hours from 受理 to 办结 over the closed cases;
+- 小事不出村 = closed with the village as resolving tier / closed; 大事不出镇 = closed at a
+  village or town / closed; 矛盾不上交 (escalated to the county) = cases taken in below the
+  county that the county now holds / received;
+- overdue = open cases past their current deadline at the time of computing; supervised =
+  cases with at least one 督办; escalated = cases with at least one accepted 上报.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping
+
+from fengqiao import lifecycle
+from fengqiao.divisions import Tier, is_within, tier_of
+from fengqiao.v1 import case_pb2 as pb
+from fengqiao.v1 import common_pb2
+
+_FOLLOWED_UP = frozenset({pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED})
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseFacts:
+    """What one case contributes to the figures."""
+
+    origin: str
+    category: str
+    received_at: dt.datetime
+    closed: bool = False
+    on_time: bool = False
+    mediated: bool = False
+    followed_up: bool = False
+    satisfaction: int = 0
+    handling_seconds: int = 0  # whole seconds: sums stay exact in any order
+    resolved_tier: int = 0
+    at_county: bool = False
+    overdue: bool = False
+    supervised: bool = False
+    escalated: bool = False
+
+
+def _time(ts: object) -> dt.datetime:
+    return ts.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined]
+
+
+def facts_of(case: pb.Case, *, now: dt.datetime) -> CaseFacts:
+    """The facts of a case in its current (folded) state, as of ``now``."""
+    closed = case.status in lifecycle.CLOSED_STATUSES
+    received_at = _time(case.received_at)
+    closed_at = _time(case.closed_at) if closed and case.HasField("closed_at") else None
+    deadline = _time(case.deadline) if case.HasField("deadline") else None
+    followed = case.status in _FOLLOWED_UP
+    return CaseFacts(
+        origin=case.origin_node,
+        category=case.category,
+        received_at=received_at,
+        closed=closed,
+        on_time=closed and (deadline is None or closed_at is None or closed_at <= deadline),
+        mediated=closed and case.feedback.mediated,
+        followed_up=followed,
+        satisfaction=case.evaluation.satisfaction if followed else 0,
+        handling_seconds=round((closed_at - received_at).total_seconds()) if closed_at is not None else 0,
+        resolved_tier=int(case.resolved_tier) if closed else 0,
+        at_county=tier_of(case.holder_node) is Tier.COUNTY and tier_of(case.origin_node) is not Tier.COUNTY,
+        overdue=not closed and deadline is not None and deadline < now,
+        supervised=case.supervisions > 0,
+        escalated=case.escalations > 0,
+    )
+
+
+@dataclasses.dataclass
+class Tally:
+    """Additive counters of a set of cases; every figure is derived from these."""
+
+    received: int = 0
+    closed: int = 0
+    on_time: int = 0
+    mediated: int = 0
+    followed_up: int = 0
+    satisfaction_sum: int = 0
+    handling_seconds: int = 0
+    at_village: int = 0
+    at_or_below_town: int = 0
+    at_county: int = 0
+    overdue: int = 0
+    supervised: int = 0
+    escalated: int = 0
+
+    def add(self, facts: CaseFacts) -> None:
+        self.received += 1
+        self.closed += facts.closed
+        self.on_time += facts.on_time
+        self.mediated += facts.mediated
+        self.followed_up += facts.followed_up
+        self.satisfaction_sum += facts.satisfaction
+        self.handling_seconds += facts.handling_seconds
+        self.at_village += facts.resolved_tier == common_pb2.TIER_VILLAGE
+        self.at_or_below_town += facts.resolved_tier in (common_pb2.TIER_VILLAGE, common_pb2.TIER_TOWN)
+        self.at_county += facts.at_county
+        self.overdue += facts.overdue
+        self.supervised += facts.supervised
+        self.escalated += facts.escalated
+
+    def merge(self, other: Tally) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+def tally_by_origin(facts: Iterable[CaseFacts]) -> dict[str, Tally]:
+    """One tally per node that took cases in."""
+    tallies: dict[str, Tally] = {}
+    for item in facts:
+        tallies.setdefault(item.origin, Tally()).add(item)
+    return tallies
+
+
+def rollup(by_origin: Mapping[str, Tally], codes: Iterable[str]) -> dict[str, Tally]:
+    """The tally of each of ``codes``: the sum over every origin at or below it."""
+    result: dict[str, Tally] = {}
+    for code in codes:
+        total = Tally()
+        for origin, tally in by_origin.items():
+            if is_within(origin, code):
+                total.merge(tally)
+        result[code] = total
+    return result
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, 0 when there is nothing to divide by."""
+    return numerator / denominator if denominator else 0.0
+
+
+RATES: dict[str, tuple[str, str]] = {
+    "closure_rate": ("closed", "received"),
+    "on_time_rate": ("on_time", "closed"),
+    "mediation_success_rate": ("mediated", "closed"),
+    "follow_up_rate": ("followed_up", "closed"),
+    "resolved_at_village": ("at_village", "closed"),
+    "resolved_at_or_below_town": ("at_or_below_town", "closed"),
+    "escalated_to_county": ("at_county", "received"),
+}
+"""Each rate of ``NodeStats``: (numerator, denominator) fields of ``Tally``."""
+
+COUNTS = ("received", "closed", "overdue", "supervised", "escalated")
+
+
+def rates(tally: Tally) -> dict[str, tuple[int, int, float]]:
+    """Every rate as (numerator, denominator, value)."""
+    out = {}
+    for name, (num, den) in RATES.items():
+        n, d = getattr(tally, num), getattr(tally, den)
+        out[name] = (n, d, ratio(n, d))
+    return out
+
+
+def means(tally: Tally) -> dict[str, tuple[float, int, float]]:
+    """Mean satisfaction and handling hours as (sum, count, value)."""
+    hours = tally.handling_seconds / 3600
+    score, scored = float(tally.satisfaction_sum), tally.followed_up
+    return {
+        "satisfaction": (score, scored, ratio(score, scored)),
+        "handling_hours": (hours, tally.closed, ratio(hours, tally.closed)),
+    }
+
+
+def is_stale(latest: dt.datetime | None, *, now: dt.datetime, after: dt.timedelta) -> bool:
+    """A node is stale when its newest event is older than ``after`` (or it has none)."""
+    return latest is None or now - latest > after
