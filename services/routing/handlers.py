@@ -16,6 +16,8 @@ from services.routing import policy, rules
 from services.routing.config import RoutingSettings
 from services.routing.directives import DirectiveMethods
 from services.routing.dispatch import DispatchMethods
+from services.routing.joint import JointMethods
+from services.routing.riskalerts import RiskAlertMethods
 
 
 def _hop(spec: NodeSpec) -> routing_pb2.RouteHop:
@@ -37,7 +39,9 @@ def acceptance(now: dt.datetime, settings: RoutingSettings) -> pb.EscalationAcce
     return accepted
 
 
-class RoutingHandlers(DispatchMethods, DirectiveMethods, routing_pb2_grpc.RoutingServicer):
+class RoutingHandlers(
+    DispatchMethods, DirectiveMethods, JointMethods, RiskAlertMethods, routing_pb2_grpc.RoutingServicer
+):
     """Tells where a case is held, moves it between tiers, dispatches it to departments, and
     sends commands down."""
 

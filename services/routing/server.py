@@ -1,9 +1,12 @@
 """Wiring of the routing service: its gRPC methods, the escalations and directive answers from
-below, and the directives from above."""
+below, the directives from above, and the county hub of 三联 joint cases and 联防 alerts."""
 
 from __future__ import annotations
 
-from fengqiao.divisions import case_subject, down_stream, events_stream, subtree_subjects
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, events_stream, subtree_subjects
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
@@ -13,6 +16,17 @@ from services.routing.departments import DepartmentFile
 from services.routing.directives import ANSWER_CONSUMER, DOWN_CONSUMER, directive_handler, directives_for
 from services.routing.escalations import CONSUMER, escalation_handler
 from services.routing.handlers import RoutingHandlers
+from services.routing.jointrelay import (
+    ALERT_HUB,
+    ALERT_IN,
+    JOINT_HUB,
+    JOINT_IN,
+    alert_hub_handler,
+    alert_inbound_handler,
+    joint_hub_handler,
+    joint_inbound_handler,
+    relayed_to,
+)
 from services.routing.policy import PolicyFile
 
 
@@ -56,4 +70,39 @@ def create(ctx: NodeContext) -> ServiceParts:
             handle=directive_handler(ctx.spec.code, ctx.clock, from_above=True),
         )
         parts.tasks.append(directives.run)
+    parts.tasks += _joint_consumers(ctx)
     return parts
+
+
+def _joint_consumers(ctx: NodeContext) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """三联 and 联防 through the county hub: the county keeps and relays what its towns publish;
+    a town takes what the county relays to it."""
+    code, county = ctx.spec.code, ctx.topology.county.code
+    if code == county:
+        towns = [c.code for c in ctx.topology.children(code)]
+        if not towns:  # no filter at all would mean every subject
+            return []
+        hubs = [
+            ctx.consumer(
+                stream=events_stream(code),
+                durable=durable,
+                filter_subjects=[event_subject(town, kind, ">") for town in towns],
+                handle=handle,
+                on_applied=ctx.outbox_written,
+            )
+            for durable, kind, handle in (
+                (JOINT_HUB, "joint", joint_hub_handler(ctx.topology, ctx.clock)),
+                (ALERT_HUB, "alert", alert_hub_handler(ctx.topology, ctx.clock)),
+            )
+        ]
+        return [hub.run for hub in hubs]
+    if ctx.spec.tier is not Tier.TOWN:
+        return []
+    inbound = [
+        ctx.consumer(stream=down_stream(code), durable=durable, filter_subjects=[relayed_to(code, kind)], handle=handle)
+        for durable, kind, handle in (
+            (JOINT_IN, "joint", joint_inbound_handler(code, county, ctx.clock)),
+            (ALERT_IN, "alert", alert_inbound_handler(code, county)),
+        )
+    ]
+    return [consumer.run for consumer in inbound]
