@@ -42,8 +42,24 @@ run: install ## start a whole sample county on this machine (fengqiao demo)
 	$(VENV)/bin/fengqiao demo $(ARGS)
 
 .PHONY: test
-test: install ## run every test (needs PostgreSQL at 127.0.0.1:5432)
+test: install browser ## run every test (needs PostgreSQL at 127.0.0.1:5432)
 	$(PY) -m pytest $(ARGS)
+
+# The console's browser tests drive Debian's chromium (Playwright downloads no browser here);
+# CJK fonts make its Chinese text render in screenshots.
+.PHONY: browser
+browser: ## install Debian's chromium and CJK fonts for the browser tests, when missing
+	@command -v chromium >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q . || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+
+# ECharts is pinned in package.json/package-lock.json and its built file committed under
+# fengqiao/web/console/vendor/, so a fresh machine needs no npm; this re-fetches it.
+.PHONY: console-assets
+console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendor/ folder
+	npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p fengqiao/web/console/vendor
+	cp node_modules/echarts/dist/echarts.min.js fengqiao/web/console/vendor/echarts.min.js
+	cp node_modules/echarts/LICENSE fengqiao/web/console/vendor/echarts.LICENSE
 
 .PHONY: lint
 lint: install ## ruff and mypy

@@ -128,3 +128,14 @@ class User(SQLModel, table=True):
     role: str = Field(max_length=32)
     node_code: str = Field(max_length=12)
     display_name: str = ""
+
+
+class ApiKey(SQLModel, table=True):
+    """An Open311 client's API key (``api_key`` of GeoReport v2), stored as its SHA-256 only."""
+
+    __tablename__ = "api_key"
+
+    key_sha256: str = Field(primary_key=True, max_length=64)
+    label: str = Field(max_length=100)
+    node_code: str = Field(max_length=12)  # requests may be made at this node and below
+    created_at: dt.datetime

@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 
 from fengqiao import auth
 from fengqiao.errors import InvalidArgument
+from fengqiao.privacy import mask_case, mask_event
+from fengqiao.roles import Permission, allows
 from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
-from fengqiao.web.deps import Caller, Context, Services, require_scope
+from fengqiao.web.deps import Context, ReadsCases, ReadsFigures, Services, SubmitsCases, require_scope
 
 router = APIRouter(prefix="/api/v1")
 
@@ -23,6 +25,9 @@ _CLASSES = {
     "urgent": case_pb2.RESPONSE_CLASS_URGENT,
     "task_force": case_pb2.RESPONSE_CLASS_TASK_FORCE,
 }
+
+
+INT32 = 2**31 - 1  # protobuf int32 bounds: larger numbers are refused at the edge, not in the stub
 
 
 def as_json(message: Message) -> dict[str, Any]:
@@ -47,7 +52,7 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Cont
 
 @router.get("/nodes", summary="本节点及下级节点：代码、层级、名称、上级、地址、上行链路状态与积压")
 async def list_nodes(
-    who: Caller,
+    who: ReadsFigures,
     api: Services,
     tier: Annotated[int | None, Query(description="1 县, 2 乡镇, 3 村")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -56,13 +61,6 @@ async def list_nodes(
     reply = await api.federation.ListNodes(federation_pb2.ListNodesRequest())
     nodes = [n for n in reply.nodes if n.code.startswith(who.node_code) and (tier is None or n.tier == tier)]
     return {"total": len(nodes), "items": [as_json(n) for n in nodes[offset : offset + limit]]}
-
-
-@router.get("/nodes/{code}/stats", summary="节点统计数据（周期：2026-11、2026Q4、2026、2026-11-22）")
-async def node_stats(code: str, who: Caller, api: Services, period: str = "") -> dict[str, Any]:
-    require_scope(who, code)
-    reply = await api.federation.GetNodeStats(federation_pb2.GetNodeStatsRequest(code=code, period=period))
-    return as_json(reply)
 
 
 class PartyIn(BaseModel):
@@ -94,7 +92,7 @@ class CaseIn(BaseModel):
 
 
 @router.post("/cases", status_code=201, summary="受理案件")
-async def submit_case(body: CaseIn, who: Caller, api: Services, ctx: Context) -> dict[str, Any]:
+async def submit_case(body: CaseIn, who: SubmitsCases, api: Services, ctx: Context) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
     fields = body.model_dump()
     fields["response_class"] = _CLASSES[body.response_class]
@@ -106,12 +104,12 @@ async def submit_case(body: CaseIn, who: Caller, api: Services, ctx: Context) ->
 
 @router.get("/cases", summary="案件列表（分页、可筛选）")
 async def list_cases(
-    who: Caller,
+    who: ReadsCases,
     api: Services,
     ctx: Context,
     origin_node: str = "",
     category: str = "",
-    status: Annotated[int, Query(ge=0, description="fengqiao.v1.CaseStatus 数值")] = 0,
+    status: Annotated[int, Query(ge=0, le=INT32, description="fengqiao.v1.CaseStatus 数值")] = 0,
     grid: str = "",
     channel: str = "",
     response_class: Annotated[str, Query(description="routine、urgent 或 task_force")] = "",
@@ -142,19 +140,24 @@ async def list_cases(
     if received_to is not None:
         request.received_to.FromDatetime(received_to)
     reply = await api.intake.ListCases(request)
-    return {"items": [as_json(c) for c in reply.cases], "next_page_token": reply.page.next_page_token}
+    items = [as_json(c) for c in reply.cases]
+    if not allows(who.role, Permission.PII_IN_LISTS):
+        items = [mask_case(c) for c in items]
+    return {"items": items, "next_page_token": reply.page.next_page_token}
 
 
 @router.get("/cases/{case_id}", summary="案件详情")
-async def get_case(case_id: str, who: Caller, api: Services) -> dict[str, Any]:
+async def get_case(case_id: str, who: ReadsCases, api: Services) -> dict[str, Any]:
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
     require_scope(who, case.origin_node)
-    return as_json(case)
+    body = as_json(case)
+    return body if allows(who.role, Permission.PII_READ) else mask_case(body)
 
 
 @router.get("/cases/{case_id}/events", summary="案件时间线（事件）")
-async def case_events(case_id: str, who: Caller, api: Services) -> dict[str, Any]:
+async def case_events(case_id: str, who: ReadsCases, api: Services) -> dict[str, Any]:
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
     require_scope(who, case.origin_node)
     reply = await api.intake.ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
-    return {"items": [as_json(e) for e in reply.events]}
+    items = [as_json(e) for e in reply.events]
+    return {"items": items if allows(who.role, Permission.PII_READ) else [mask_event(e) for e in items]}

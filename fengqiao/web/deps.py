@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import grpc
@@ -14,6 +15,7 @@ from fengqiao.divisions import is_within
 from fengqiao.errors import PermissionDenied
 from fengqiao.grpcutil import channel
 from fengqiao.node import NodeContext
+from fengqiao.roles import PERMISSION_LABELS, Permission, allows, role_of
 from fengqiao.v1 import assessment_pb2_grpc, federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=True)
@@ -64,8 +66,13 @@ async def stubs(request: Request) -> Stubs:
 
 
 async def principal(request: Request, token: Annotated[str, Depends(oauth2)]) -> auth.Principal:
+    """The caller, from the bearer token; refused unless its scope and this node's overlap."""
     ctx: NodeContext = request.app.state.ctx
-    return auth.read_token(token, secret=ctx.settings.token_secret.get_secret_value())
+    who = auth.read_token(token, secret=ctx.settings.token_secret.get_secret_value(), now=ctx.clock.now())
+    here = ctx.spec.code
+    if not (is_within(who.node_code, here) or is_within(here, who.node_code)):
+        raise PermissionDenied(f"无权访问本中心（{here}）：账号 {who.username} 只能访问 {who.node_code} 及其下级")
+    return who
 
 
 def require_scope(who: auth.Principal, code: str) -> None:
@@ -74,6 +81,37 @@ def require_scope(who: auth.Principal, code: str) -> None:
         raise PermissionDenied(f"无权访问 {code}：账号 {who.username} 只能查看 {who.node_code} 及其下级")
 
 
+def require(who: auth.Principal, permission: Permission) -> None:
+    """Refuse unless the caller's role grants ``permission``."""
+    if not allows(who.role, permission):
+        role = role_of(who.role)
+        label = role.label if role else who.role
+        raise PermissionDenied(f"账号 {who.username}（{label}）无权{PERMISSION_LABELS[permission]}")
+
+
+def permitted(permission: Permission) -> Callable[[auth.Principal], Awaitable[auth.Principal]]:
+    """A dependency: the caller, refused unless its role grants ``permission``."""
+
+    async def check(who: Annotated[auth.Principal, Depends(principal)]) -> auth.Principal:
+        require(who, permission)
+        return who
+
+    return check
+
+
 Caller = Annotated[auth.Principal, Depends(principal)]
 Services = Annotated[Stubs, Depends(stubs)]
 Context = Annotated[NodeContext, Depends(node_context)]
+# One alias per permission, so each endpoint states what it needs in its signature.
+ReadsCases = Annotated[auth.Principal, Depends(permitted(Permission.CASES_READ))]
+SubmitsCases = Annotated[auth.Principal, Depends(permitted(Permission.CASES_SUBMIT))]
+UploadsAttachments = Annotated[auth.Principal, Depends(permitted(Permission.ATTACHMENTS_UPLOAD))]
+ReadsFigures = Annotated[auth.Principal, Depends(permitted(Permission.FIGURES_READ))]
+ReadsDepartments = Annotated[auth.Principal, Depends(permitted(Permission.DEPARTMENTS_READ))]
+Directs = Annotated[auth.Principal, Depends(permitted(Permission.DIRECTIVES))]
+ReadsJoint = Annotated[auth.Principal, Depends(permitted(Permission.JOINT_READ))]
+WorksJoint = Annotated[auth.Principal, Depends(permitted(Permission.JOINT_WORK))]
+ManagesJoint = Annotated[auth.Principal, Depends(permitted(Permission.JOINT_MANAGE))]
+ReadsProjects = Annotated[auth.Principal, Depends(permitted(Permission.PROJECTS_READ))]
+ManagesProjects = Annotated[auth.Principal, Depends(permitted(Permission.PROJECTS_MANAGE))]
+ManagesUsers = Annotated[auth.Principal, Depends(permitted(Permission.USERS_MANAGE))]

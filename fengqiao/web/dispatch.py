@@ -11,13 +11,13 @@ from pydantic import BaseModel, Field
 
 from fengqiao.v1 import common_pb2, routing_pb2
 from fengqiao.web.api import as_json
-from fengqiao.web.deps import Caller, Context, Services, require_scope
+from fengqiao.web.deps import Context, Directs, ReadsDepartments, Services, require_scope
 
 router = APIRouter(prefix="/api/v1")
 
 
 @router.get("/departments", summary="本中心的部门（常驻、轮驻、随驻）；给出类别时只列该类案件涉及的部门，承办部门在前")
-async def list_departments(who: Caller, api: Services, ctx: Context, category: str = "") -> dict[str, Any]:
+async def list_departments(who: ReadsDepartments, api: Services, ctx: Context, category: str = "") -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
     reply = await api.routing.ListDepartments(routing_pb2.ListDepartmentsRequest(category=category))
     return {"items": [as_json(d) for d in reply.departments]}
@@ -38,7 +38,7 @@ class DirectiveAnswer(BaseModel):
 
 @router.get("/directives", summary="指令与交办事项：in 收到的，out 下达的，留空为全部")
 async def list_directives(
-    who: Caller,
+    who: Directs,
     api: Services,
     ctx: Context,
     direction: Annotated[Literal["in", "out", ""], Query(description="in、out 或留空")] = "",
@@ -52,7 +52,7 @@ async def list_directives(
 
 
 @router.post("/directives", status_code=201, summary="向下级中心下达指令或交办事项（断网时暂存，恢复后送达）")
-async def send_directive(order: NewDirective, who: Caller, api: Services, ctx: Context) -> dict[str, Any]:
+async def send_directive(order: NewDirective, who: Directs, api: Services, ctx: Context) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
     request = routing_pb2.SendDirectiveRequest(
         to_node=order.to_node,
@@ -72,7 +72,7 @@ async def answer_directive(
     directive_id: str,
     action: Literal["acknowledge", "complete"],
     answer: DirectiveAnswer,
-    who: Caller,
+    who: Directs,
     api: Services,
     ctx: Context,
 ) -> dict[str, Any]:

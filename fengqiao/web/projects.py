@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 
+from fengqiao.auth import Principal
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import common_pb2
-from fengqiao.web.api import as_json
-from fengqiao.web.deps import Caller, Context, Services, require_scope
+from fengqiao.web.api import INT32, as_json
+from fengqiao.web.deps import Context, ManagesProjects, ReadsProjects, Services, require_scope
 
 router = APIRouter(prefix="/api/v1", tags=["四必评"])
 STAGE_DOC = "环节：立项、决策、实施、验收"
@@ -27,25 +28,25 @@ class ProjectIn(BaseModel):
     kind: str = Field(description="类别：征地、拆迁、产业园区、政策调整、其它")
     description: str = ""
     villages: list[str] = Field(description="受影响村（社区）的行政区划代码")
-    people_affected: int = Field(description="涉及人数")
+    people_affected: int = Field(ge=-INT32, le=INT32, description="涉及人数")
 
 
 class DimensionsIn(BaseModel):
-    legality: int = Field(description="合法性 0–100")
-    reasonableness: int = Field(description="合理性 0–100")
-    feasibility: int = Field(description="可行性 0–100")
-    controllability: int = Field(description="可控性 0–100")
+    legality: int = Field(ge=-INT32, le=INT32, description="合法性 0–100")
+    reasonableness: int = Field(ge=-INT32, le=INT32, description="合理性 0–100")
+    feasibility: int = Field(ge=-INT32, le=INT32, description="可行性 0–100")
+    controllability: int = Field(ge=-INT32, le=INT32, description="可控性 0–100")
 
 
 class SurveyIn(BaseModel):
-    respondents: int = Field(description="受访人数")
-    supporters: int = Field(description="支持人数")
+    respondents: int = Field(ge=-INT32, le=INT32, description="受访人数")
+    supporters: int = Field(ge=-INT32, le=INT32, description="支持人数")
 
 
 class RiskPointIn(BaseModel):
     description: str
-    likelihood: int = Field(description="可能性 1–5")
-    impact: int = Field(description="影响程度 1–5")
+    likelihood: int = Field(ge=-INT32, le=INT32, description="可能性 1–5")
+    impact: int = Field(ge=-INT32, le=INT32, description="影响程度 1–5")
 
 
 class MeasureIn(BaseModel):
@@ -99,7 +100,7 @@ def _assessment(body: AssessmentIn) -> pb.GateAssessment:
     )
 
 
-async def _held(project_id: str, who: Caller, api: Services) -> pb.Project:
+async def _held(project_id: str, who: Principal, api: Services) -> pb.Project:
     project: pb.Project = await api.assessment.GetProject(pb.GetProjectRequest(id=project_id))
     require_scope(who, project.node)
     return project
@@ -107,7 +108,7 @@ async def _held(project_id: str, who: Caller, api: Services) -> pb.Project:
 
 @router.get("/projects", summary="四必评项目列表（分页、可筛选）")
 async def list_projects(
-    who: Caller,
+    who: ReadsProjects,
     api: Services,
     ctx: Context,
     node: Annotated[str, Query(description="登记中心及其下级的行政区划代码")] = "",
@@ -131,19 +132,19 @@ async def list_projects(
 
 
 @router.get("/projects/{project_id}", summary="四必评项目详情：各环节、隐患、化解措施、引发的纠纷")
-async def get_project(project_id: str, who: Caller, api: Services) -> dict[str, Any]:
+async def get_project(project_id: str, who: ReadsProjects, api: Services) -> dict[str, Any]:
     return as_json(await _held(project_id, who, api))
 
 
 @router.post("/projects", status_code=201, summary="登记重大项目或重大决策（乡镇、县级）")
-async def register_project(body: ProjectIn, who: Caller, api: Services, ctx: Context) -> dict[str, Any]:
+async def register_project(body: ProjectIn, who: ManagesProjects, api: Services, ctx: Context) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
     project = await api.assessment.RegisterProject(pb.RegisterProjectRequest(**body.model_dump(), actor=who.username))
     return as_json(project)
 
 
 @router.post("/projects/{project_id}/assess", summary="评估一个环节；高风险则项目暂停，直至重新评估")
-async def assess_gate(project_id: str, body: AssessmentIn, who: Caller, api: Services) -> dict[str, Any]:
+async def assess_gate(project_id: str, body: AssessmentIn, who: ManagesProjects, api: Services) -> dict[str, Any]:
     await _held(project_id, who, api)
     request = pb.AssessGateRequest(
         project_id=project_id, stage=body.stage, assessment=_assessment(body), actor=who.username
@@ -152,7 +153,7 @@ async def assess_gate(project_id: str, body: AssessmentIn, who: Caller, api: Ser
 
 
 @router.post("/projects/{project_id}/pass", summary="通过当前环节（须已完成评估且非高风险，不能跳过）")
-async def pass_gate(project_id: str, body: StageIn, who: Caller, api: Services) -> dict[str, Any]:
+async def pass_gate(project_id: str, body: StageIn, who: ManagesProjects, api: Services) -> dict[str, Any]:
     await _held(project_id, who, api)
     request = pb.PassGateRequest(project_id=project_id, stage=body.stage, actor=who.username)
     return as_json(await api.assessment.PassGate(request))
@@ -160,7 +161,7 @@ async def pass_gate(project_id: str, body: StageIn, who: Caller, api: Services) 
 
 @router.post("/projects/{project_id}/measures/{measure_id}/complete", summary="化解措施完成")
 async def complete_measure(
-    project_id: str, measure_id: str, body: NoteIn, who: Caller, api: Services
+    project_id: str, measure_id: str, body: NoteIn, who: ManagesProjects, api: Services
 ) -> dict[str, Any]:
     await _held(project_id, who, api)
     request = pb.CompleteMeasureRequest(
@@ -171,7 +172,7 @@ async def complete_measure(
 
 @router.post("/projects/{project_id}/hazards/{hazard_id}/resolve", summary="隐患销号")
 async def resolve_hazard(
-    project_id: str, hazard_id: str, body: ResolutionIn, who: Caller, api: Services
+    project_id: str, hazard_id: str, body: ResolutionIn, who: ManagesProjects, api: Services
 ) -> dict[str, Any]:
     await _held(project_id, who, api)
     request = pb.ResolveHazardRequest(
@@ -181,7 +182,7 @@ async def resolve_hazard(
 
 
 @router.post("/projects/{project_id}/cases", summary="关联由项目引发的矛盾纠纷案件")
-async def link_case(project_id: str, body: CaseLinkIn, who: Caller, api: Services) -> dict[str, Any]:
+async def link_case(project_id: str, body: CaseLinkIn, who: ManagesProjects, api: Services) -> dict[str, Any]:
     await _held(project_id, who, api)
     request = pb.LinkCaseRequest(project_id=project_id, case_id=body.case_id, note=body.note, actor=who.username)
     return as_json(await api.assessment.LinkCase(request))

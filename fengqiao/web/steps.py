@@ -12,10 +12,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from fengqiao.errors import InvalidArgument, NotFound
+from fengqiao.roles import STEP_PERMISSIONS
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, routing_pb2
 from fengqiao.web.api import as_json
-from fengqiao.web.deps import Caller, Services, require_scope
+from fengqiao.web.deps import Caller, ReadsCases, Services, UploadsAttachments, require, require_scope
 
 router = APIRouter(prefix="/api/v1")
 
@@ -87,6 +88,7 @@ async def perform_step(
     routed = ROUTING_STEPS.get(step)
     if spec is None and routed is None:
         raise NotFound(f"未知的步骤“{step}”，可用：{'、'.join([*STEPS, *ROUTING_STEPS])}")
+    require(who, STEP_PERMISSIONS[step])
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
     require_scope(who, case.escalation_to if step.endswith("-escalation") and case.escalation_to else case.holder_node)
     if routed is not None:
@@ -111,7 +113,7 @@ def _parse(fields: dict[str, Any], into: Message) -> Message:
 
 @router.post("/attachments", status_code=201, summary="上传附件（照片、签字材料），返回 sha256")
 async def upload_attachment(
-    who: Caller,
+    who: UploadsAttachments,
     api: Services,
     file: Annotated[UploadFile, File(description="JPEG、PNG 或 PDF")],
     filename: Annotated[str, Form()] = "",
@@ -128,6 +130,6 @@ async def upload_attachment(
 
 
 @router.get("/attachments/{sha256}", summary="下载附件", response_class=Response)
-async def download_attachment(sha256: str, who: Caller, api: Services) -> Response:
+async def download_attachment(sha256: str, who: ReadsCases, api: Services) -> Response:
     reply = await api.intake.GetAttachment(intake_pb2.GetAttachmentRequest(sha256=sha256))
     return Response(content=reply.content, media_type=reply.ref.content_type)

@@ -1,0 +1,125 @@
+/* 枫桥操作台：案件列表、案件详情（时间线与三单）、三联联合案件、四必评看板。 */
+"use strict";
+
+FQ.EVENTS = {
+  received: "受理", triaged: "分类研判", assigned: "交办", acknowledged: "签收", returned: "退单",
+  extension_requested: "延期申请", extension_decided: "延期审批", started: "处置", progress: "处置进展",
+  feedback: "反馈", reviewed: "审核", closed: "办结", follow_up: "回访", followed_up: "回访", reopened: "发回重办",
+  archived: "归档", deadline_warning: "临期预警", supervision: "督办", escalation_requested: "上报",
+  escalation_accepted: "上级接收", escalation_refused: "上级退回", whistled: "中心吹哨", reported_for_duty: "部门报到",
+  summons_overdue: "报到超时", task_force_formed: "成立攻坚专班", subtask_done: "专班子任务完成", subtask_overdue: "子任务超期",
+};
+FQ.STAGES = ["立项", "决策", "实施", "验收"];
+FQ.LEVELS = { low: "低风险", medium: "中风险", high: "高风险" };
+
+const options = (values, chosen, labels = {}) =>
+  values.map((v) => `<option value="${FQ.esc(v)}"${v === chosen ? " selected" : ""}>${FQ.esc(labels[v] || v || "全部")}</option>`).join("");
+
+FQ.views.cases = async (main) => {
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  const statuses = Object.keys(FQ.STATUS);
+  main.innerHTML = `<h2>案件列表</h2>
+    <form id="filters" class="filters">
+      <label>类别<select name="category">${options(["", ...FQ.CATEGORIES], query.get("category") || "")}</select></label>
+      <label>状态<select name="status">${options(["", ...statuses.map((_, i) => String(i + 1))], query.get("status") || "",
+        Object.fromEntries(statuses.map((s, i) => [String(i + 1), FQ.STATUS[s]])))}</select></label>
+      <label>渠道<select name="channel">${options(["", ...FQ.CHANNELS], query.get("channel") || "")}</select></label>
+      <label>响应<select name="response_class">${options(["", "routine", "urgent", "task_force"], query.get("response_class") || "",
+        { routine: "即办", urgent: "应急", task_force: "攻坚" })}</select></label>
+      <label class="check"><input type="checkbox" name="overdue" value="true"${query.get("overdue") ? " checked" : ""}>只看超期</label>
+      <button type="submit">筛选</button>
+    </form>
+    <div id="case-table">正在加载…</div>`;
+  document.getElementById("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = new URLSearchParams([...new FormData(event.target)].filter(([, v]) => v));
+    location.hash = "#/cases?" + chosen.toString();
+  });
+  const params = new URLSearchParams([...query].filter(([, v]) => v));
+  params.set("page_size", "50");
+  FQ.casePage(document.getElementById("case-table"), params);
+};
+
+FQ.casePage = async (element, params) => {
+  const page = await FQ.api("/api/v1/cases?" + params.toString());
+  const rows = page.items.map((c) => `<tr>
+      <td><a href="#/case/${encodeURIComponent(c.id)}">${FQ.esc(c.receipt_no)}</a></td><td>${FQ.esc(c.category)}</td>
+      <td>${FQ.esc(FQ.STATUS[c.status] || c.status)}</td><td>${FQ.esc(FQ.CLASSES[c.response_class] || "")}</td>
+      <td>${FQ.esc(c.channel)}</td><td>${FQ.esc(c.parties.map((p) => p.name).join("、"))}</td>
+      <td>${FQ.time(c.received_at)}</td><td>${FQ.time(c.deadline)}</td><td>${FQ.esc(c.holder_node)}</td></tr>`);
+  element.innerHTML = `<table class="cases"><thead><tr><th>受理编号</th><th>类别</th><th>状态</th><th>响应</th>
+    <th>渠道</th><th>当事人</th><th>受理时间</th><th>办理时限</th><th>承办中心</th></tr></thead>
+    <tbody>${rows.join("") || '<tr><td colspan="9" class="muted">没有符合条件的案件</td></tr>'}</tbody></table>
+    ${page.next_page_token ? '<button id="more" type="button">下一页</button>' : ""}`;
+  document.getElementById("more")?.addEventListener("click", () => {
+    params.set("page_token", page.next_page_token);
+    FQ.casePage(element, params);
+  });
+};
+
+FQ.views.case = async (main, id) => {
+  const [c, events] = await Promise.all([
+    FQ.api(`/api/v1/cases/${encodeURIComponent(id)}`),
+    FQ.api(`/api/v1/cases/${encodeURIComponent(id)}/events`),
+  ]);
+  const field = (k, v) => `<dt>${k}</dt><dd>${FQ.esc(v || "—")}</dd>`;
+  const a = c.assignment || {}, f = c.feedback || {}, e = c.evaluation || {};
+  main.innerHTML = `<h2>案件 ${FQ.esc(c.receipt_no)} <span class="badge">${FQ.esc(FQ.STATUS[c.status] || c.status)}</span></h2>
+    <div class="grid">
+      <section class="card"><h3>基本情况</h3><dl>
+        ${field("类别", c.category)}${field("来源渠道", c.channel)}${field("响应等级", FQ.CLASSES[c.response_class])}
+        ${field("网格", c.grid)}${field("事发地", c.location?.address)}${field("受理时间", FQ.time(c.received_at))}
+        ${field("办理时限", FQ.time(c.deadline))}${field("承办中心", c.holder_node)}${field("上报者", c.reporter)}
+        ${field("督办次数", c.supervisions)}${field("化解层级", c.mediation_level)}</dl>
+        <p class="desc">${FQ.esc(c.description)}</p>
+        <h4>当事人</h4><ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("")}</ul>
+      </section>
+      <section class="card slips"><h3>三单</h3>
+        <div class="slip"><h4>交办单</h4><dl>${field("承办部门", a.department)}${field("办理要求", a.requirement)}${field("时限", a.deadline ? FQ.time(a.deadline) : "")}</dl></div>
+        <div class="slip"><h4>反馈单</h4><dl>${field("办理结果", f.result)}${field("调解成功", f.result ? (f.mediated ? "是" : "否") : "")}
+          ${field("调解层级", f.mediation_level)}${field("现场照片", (f.photos || []).length ? f.photos.length + " 张" : "")}
+          ${field("签字材料", (f.signatures || []).length ? f.signatures.length + " 份" : "")}</dl></div>
+        <div class="slip"><h4>评价单</h4><dl>${field("满意度", e.satisfaction ? e.satisfaction + " / 5" : "")}
+          ${field("回访方式", e.method)}${field("评价", e.comment)}</dl></div>
+      </section>
+      <section class="card wide"><h3>时间线</h3><ol class="timeline">${events.items.map(FQ.eventItem).join("")}</ol></section>
+    </div>`;
+};
+
+FQ.eventItem = (event) => {
+  const type = Object.keys(event).find((k) => FQ.EVENTS[k]) || "";
+  const body = event[type] || {};
+  const note = body.slip?.department || body.slip?.result || body.slip?.comment || body.reason || body.note
+    || body.summary || body.opinion || body.to_node || "";
+  return `<li><time>${FQ.time(event.at)}</time><b>${FQ.esc(FQ.EVENTS[type] || type)}</b>
+    <span class="muted">${FQ.esc(event.node)} · ${FQ.esc(event.actor)}</span> ${FQ.esc(note)}</li>`;
+};
+
+FQ.views.joint = async (main) => {
+  const page = await FQ.api("/api/v1/joint-cases?page_size=100");
+  const status = { JOINT_CASE_STATUS_OPEN: "办理中", JOINT_CASE_STATUS_CLOSED: "联合办结", JOINT_CASE_STATUS_DECLINED: "未成立" };
+  main.innerHTML = `<h2>三联联合案件（一案一专班）</h2><table><thead><tr><th>案件</th><th>类别</th><th>牵头乡镇</th>
+    <th>参与乡镇</th><th>专班成员</th><th>任务</th><th>状态</th><th>发起时间</th></tr></thead><tbody>
+    ${page.items.map((j) => `<tr><td>${FQ.esc(j.title)}</td><td>${FQ.esc(j.category)}</td><td>${FQ.esc(j.lead_node)}</td>
+      <td>${j.participants.map((p) => FQ.esc(p.node) + (p.signed_off ? "✔" : "")).join("、")}</td><td>${j.members.length}</td>
+      <td>${j.tasks.filter((t) => t.done).length} / ${j.tasks.length}</td><td>${FQ.esc(status[j.status] || j.status)}</td>
+      <td>${FQ.time(j.opened_at)}</td></tr>`).join("") || '<tr><td colspan="8" class="muted">暂无联合案件</td></tr>'}
+    </tbody></table>`;
+};
+
+FQ.views.projects = async (main) => {
+  const page = await FQ.api("/api/v1/projects?page_size=200");
+  const column = (stage) => page.items.filter((p) => (stage === "完成" ? p.status === "completed" : p.status !== "completed" && p.stage === stage));
+  const card = (p) => {
+    const gate = p.gates.find((g) => g.stage === p.stage) || {};
+    const open = p.hazards.filter((h) => !h.resolved).length;
+    return `<div class="pcard ${p.status === "suspended" ? "suspended" : ""}"><b>${FQ.esc(p.name)}</b>
+      <span class="muted">${FQ.esc(p.kind)} · 涉及 ${p.people_affected} 人</span>
+      <span class="badge ${gate.level || ""}">${FQ.esc(FQ.LEVELS[gate.level] || "待评估")}</span>
+      ${p.status === "suspended" ? '<span class="badge high">高风险暂停</span>' : ""}
+      <span class="muted">未销号隐患 ${open} 个 · 引发纠纷 ${p.cases.length} 件</span></div>`;
+  };
+  main.innerHTML = `<h2>四必评看板（立项、决策、实施、验收）</h2><div class="board">
+    ${[...FQ.STAGES, "完成"].map((s) => `<section class="lane"><h3>${s === "完成" ? "四评完成" : s + "评估"}</h3>
+      ${column(s).map(card).join("") || '<p class="muted">暂无</p>'}</section>`).join("")}</div>`;
+};
