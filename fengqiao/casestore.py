@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
-from fengqiao import lifecycle, outbox
+from fengqiao import audit, lifecycle, outbox
 from fengqiao.divisions import case_subject, down_subject
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.models import CaseEventRecord, CaseRecord
@@ -136,7 +136,19 @@ def append_many(session: Session, *, appends: Sequence[Append], node_code: str, 
     _insert_events(session, events, now=now)
     outbox.enqueue_many(session, messages=messages, now=now)
     _save_projections(session, new=new, changed=changed)
+    audit.record(session, [_audit_entry(e) for e in events])
     return results
+
+
+def _audit_entry(event: pb.CaseEvent) -> audit.Entry:
+    return audit.Entry(
+        at=lifecycle.event_time(event),
+        node=event.node,
+        actor=event.actor,
+        action=f"case.{lifecycle.event_type(event)}",
+        subject=event.case_id,
+        detail={"event": event.id, "seq": event.seq},
+    )
 
 
 def append_events(

@@ -1,4 +1,5 @@
-"""The ``fengqiao`` command: run a node, or a whole sample county (``fengqiao demo``)."""
+"""The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), or render a
+county's configs (``fengqiao topology render``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from fengqiao import users
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
@@ -62,6 +64,63 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _render(args: argparse.Namespace) -> int:
+    from fengqiao.render import render
+    from fengqiao.topology import load_topology
+
+    try:
+        written = render(
+            load_topology(args.topology),
+            args.out,
+            state_dir=args.state_dir,
+            config_dir=args.config_dir,
+            tls_dir=args.tls_dir,
+        )
+    except (FengqiaoError, ValueError, OSError) as exc:
+        print(f"无法生成配置：{exc}", file=sys.stderr)
+        return 1
+    print(f"已生成 {len(written)} 个文件到 {args.out}/")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from fengqiao import audit
+    from fengqiao.db import Database
+
+    db = Database(args.database)
+    try:
+        count, broken = db.transaction(audit.verify)
+    except FengqiaoError as exc:
+        print(f"无法读取审计日志：{exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    if broken is not None:
+        print(f"审计链断开：第 {broken.row_id} 条记录 —— {broken.reason}（此前 {count} 条完好）")
+        return 1
+    print(f"审计链完整：共 {count} 条记录")
+    return 0
+
+
+def _pki(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from fengqiao import pki
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        if args.pki_command == "init":
+            written = pki.init_ca(args.dir, county=args.county, name=args.name, now=now)
+            print(f"已创建县级 CA：{written}（ca.key 须妥善保管，只留在县级）")
+        else:
+            files = pki.issue(args.dir, code=args.code, hosts=args.host or [], now=now)
+            print(f"已为 {args.code} 签发证书：{files.cert}、{files.key}")
+    except FengqiaoError as exc:
+        print(f"证书操作失败：{exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fengqiao", description="枫桥：综治中心县、乡镇、村三级协同")
     sub = top.add_subparsers(dest="command", required=True)
@@ -83,6 +142,36 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", dest="state_dir", type=Path, default=Path(".fengqiao/demo"))
     demo.add_argument("--fresh", action="store_true", help="forget the previous run's cases")
     demo.set_defaults(run=_demo)
+
+    topology = sub.add_parser("topology", help="work with a county's topology file")
+    topology_sub = topology.add_subparsers(dest="topology_command", required=True)
+    rendering = topology_sub.add_parser("render", help="write every nats-server and service config of the county")
+    rendering.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    rendering.add_argument("--out", type=Path, required=True, help="directory to write into")
+    rendering.add_argument("--state-dir", dest="state_dir", type=Path, default=Path("/var/lib/fengqiao"))
+    rendering.add_argument("--config-dir", dest="config_dir", type=Path, default=Path("/etc/fengqiao"))
+    rendering.add_argument("--tls-dir", dest="tls_dir", type=Path, help="<code>.crt/.key and ca.crt for leaf TLS")
+    rendering.set_defaults(run=_render)
+    users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
+
+    auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
+    audit_sub = auditing.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="walk the hash chain and name the first broken link")
+    verify.add_argument("--database", required=True, help="the node's database URL (sqlite:///… or postgresql://…)")
+    verify.set_defaults(run=_audit_verify)
+
+    pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    init = pki_sub.add_parser("init", help="create the county CA (ca.crt, ca.key)")
+    init.add_argument("--dir", type=Path, required=True)
+    init.add_argument("--county", required=True, help="the county's division code")
+    init.add_argument("--name", required=True, help="the county's name, e.g. 牡丹区")
+    issue = pki_sub.add_parser("issue", help="issue a node its certificate (<code>.crt, <code>.key)")
+    issue.add_argument("--dir", type=Path, required=True)
+    issue.add_argument("--code", required=True, help="the node's division code (the certificate's CN)")
+    issue.add_argument("--host", action="append", help="an IP or DNS name the node serves on (repeatable)")
+    for command in (init, issue):
+        command.set_defaults(run=_pki)
     return top
 
 

@@ -66,7 +66,8 @@ class Database:
 
     def create_all(self) -> None:
         """Create every table the imported models declare (idempotent)."""
-        import fengqiao.models  # noqa: F401  (registers every table)
+        import fengqiao.audit
+        import fengqiao.models  # noqa: F401
 
         if self.is_sqlite:
             SQLModel.metadata.create_all(self.engine)

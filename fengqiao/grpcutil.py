@@ -66,9 +66,17 @@ class Registration:
         self.servicer = servicer
 
 
-async def start_server(registrations: Sequence[Registration], *, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """Start a traced gRPC server with health checking and reflection; returns it and its port."""
-    interceptors = [aio_server_interceptor()] if telemetry.enabled() else []
+async def start_server(
+    registrations: Sequence[Registration],
+    *,
+    host: str,
+    port: int,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> tuple[grpc.aio.Server, int]:
+    """Start a traced gRPC server with health checking and reflection — over TLS when given
+    ``credentials`` — and return it and its port."""
+    interceptors = [*([aio_server_interceptor()] if telemetry.enabled() else []), *interceptors]
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -76,7 +84,8 @@ async def start_server(registrations: Sequence[Registration], *, host: str, port
         reg.add(reg.servicer, server)
     names = [reg.name for reg in registrations]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     if bound == 0:
         raise errors.Unavailable(f"gRPC 端口 {host}:{port} 无法绑定（可能已被占用）")
     await server.start()
@@ -97,14 +106,17 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def channel(address: str, *, timeout_s: float = 5.0) -> grpc.aio.Channel:
-    """A traced client channel whose calls get ``timeout_s`` unless they set a deadline."""
+def channel(
+    address: str, *, timeout_s: float = 5.0, credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """A traced client channel — over mTLS when given ``credentials`` — whose calls get
+    ``timeout_s`` unless they set a deadline."""
     tracing = list(aio_client_interceptors()) if telemetry.enabled() else []
-    return grpc.aio.insecure_channel(
-        address,
-        interceptors=[_DefaultDeadline(timeout_s), *tracing],  # type: ignore[list-item]
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
-    )
+    interceptors = [_DefaultDeadline(timeout_s), *tracing]
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, interceptors=interceptors, options=options)
+    return grpc.aio.secure_channel(address, credentials, interceptors=interceptors, options=options)
 
 
 def page_bounds(page: common_pb2.PageRequest, *, default: int = 50, most: int = 500) -> tuple[int, int]:

@@ -32,11 +32,15 @@ from fengqiao.divisions import (
 from fengqiao.errors import Unavailable
 from fengqiao.grpcutil import Registration, start_server
 from fengqiao.outbox import OutboxRelay
+from fengqiao.peers import PeerPolicy, server_credentials
+from fengqiao.pki import TlsFiles
 from fengqiao.settings import NodeSettings
 from fengqiao.telemetry import instrument_sqlalchemy
 from fengqiao.topology import NodeSpec, Topology, load_topology
 
 log = logging.getLogger(__name__)
+
+SOURCE_STALE_AFTER_S = 10.0  # a source heartbeats every second or so; this much silence is a dead link
 
 
 @dataclasses.dataclass
@@ -140,14 +144,19 @@ class Node:
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
         port = settings.grpc_port if settings.grpc_port is not None else self.spec.grpc_port
+        tls = TlsFiles.of(settings.tls_dir, self.spec.code) if settings.tls_dir is not None else None
         self._server, self.grpc_port = await start_server(
-            [p.registration for p in parts if p.registration is not None], host=self.spec.host, port=port
+            [p.registration for p in parts if p.registration is not None],
+            host=self.spec.host,
+            port=port,
+            credentials=None if tls is None else server_credentials(tls),
+            interceptors=[] if tls is None else [PeerPolicy(self.spec.code)],
         )
         for part in parts:
             for task in part.tasks:
                 self._tasks.append(asyncio.create_task(task()))
         self._tasks.append(asyncio.create_task(relay.run()))
-        self._tasks.append(asyncio.create_task(watch_sources(js, self.topology, self.spec.code)))
+        self._tasks.append(asyncio.create_task(watch_sources(js, self.topology, self.spec.code, nc)))
         if settings.serve_http:
             await self._start_http()
         log.info(
@@ -198,32 +207,61 @@ async def _bounded(awaitable: Awaitable[object], what: str, timeout_s: float = 5
 
 def stream_plan(topology: Topology, code: str) -> list[tuple[str, list[str], list[bus.Source]]]:
     """A node's two streams (name, subjects, sources): events going up — its own, sourcing its
-    children's — and messages going down — its own, sourcing what its parent sent down for it."""
-    children = [bus.Source(events_stream(c.code)) for c in topology.children(code)]
+    children's — and messages going down — its own, sourcing what its parent sent down for it.
+
+    In the leaf topology each other node's stream lives in that node's JetStream domain, so
+    each source names the domain it is reached through (over the leafnode connection)."""
+    children = [bus.Source(events_stream(c.code), domain=topology.domain(c.code)) for c in topology.children(code)]
     parent = parent_code(code)
-    above = [bus.Source(down_stream(parent), down_filter(code))] if parent else []
+    above = [bus.Source(down_stream(parent), down_filter(code), topology.domain(parent))] if parent else []
     return [
         (events_stream(code), own_up_subjects(code), children),
         (down_stream(code), [own_down_subjects(code)], above),
     ]
 
 
+def stream_limits(topology: Topology, code: str, stream: str) -> bus.StreamLimits:
+    """Bounds of a node's stream. In the leaf topology a node's events stream is its upward
+    buffer: bounded by the topology's limits, refusing new events when full (they wait in the
+    outbox). The county's streams are replicated over its cluster."""
+    if not topology.leafnodes:
+        return bus.StreamLimits()
+    spec = topology.node(code)
+    replicas = min(spec.nats.servers, 3)
+    if stream != events_stream(code) or spec.parent is None:
+        return bus.StreamLimits(replicas=replicas)
+    limits = spec.limits
+    return bus.StreamLimits(
+        max_bytes=limits.buffer_bytes,
+        max_msgs=limits.buffer_msgs,
+        max_age_s=float(limits.buffer_age_s) if limits.buffer_age_s > 0 else None,
+        discard_new=True,
+        replicas=replicas,
+    )
+
+
 async def ensure_streams(js: JetStreamContext, topology: Topology, code: str) -> None:
     for name, subjects, sources in stream_plan(topology, code):
-        await bus.ensure_stream(js, name=name, subjects=subjects, sources=sources)
+        limits = stream_limits(topology, code, name)
+        await bus.ensure_stream(js, name=name, subjects=subjects, sources=sources, limits=limits)
 
 
-async def watch_sources(js: JetStreamContext, topology: Topology, code: str) -> None:
-    """Revive sources whose stream appeared after ours (often at start-up), until cancelled."""
+async def watch_sources(js: JetStreamContext, topology: Topology, code: str, nc: NATS | None = None) -> None:
+    """Revive sources whose stream appeared after ours (often at start-up) — and, in the leaf
+    topology, sources silent since a link cut, as soon as the other side answers — until cancelled."""
     checks = 0
+    stale_after_s = SOURCE_STALE_AFTER_S if topology.leafnodes else None
     while True:
-        await asyncio.sleep(0.5 if checks < 120 else 10.0)
+        await asyncio.sleep(0.5 if checks < 120 or topology.leafnodes else 10.0)
         checks += 1
         for name, subjects, sources in stream_plan(topology, code):
             if not sources:
                 continue
             try:
-                await bus.revive_sources(js, name=name, subjects=subjects, sources=sources)
+                limits = stream_limits(topology, code, name)
+                await bus.revive_sources(
+                    js, name=name, subjects=subjects, sources=sources, limits=limits, nc=nc, stale_after_s=stale_after_s
+                )
             except Exception as exc:  # broker away: try again next round
                 log.debug("source check of %s: %s", name, exc)
 

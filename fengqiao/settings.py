@@ -44,7 +44,11 @@ class NodeSettings(BaseSettings):
     token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")
+    open311_api_key: SecretStr | None = Field(default=None, description="registers an Open311 api_key at start-up")
     grpc_call_timeout_s: float = 5.0
+    tls_dir: Path | None = Field(
+        default=None, description="ca.crt and <code>.crt/.key from `fengqiao pki`: gRPC over mTLS when set"
+    )
     otel_traces_exporter: str = Field(
         default="none",
         validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
@@ -75,6 +79,13 @@ class NodeSettings(BaseSettings):
         raw = value.get_secret_value()
         if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 32:
             raise MissingSecret("FQ_TOKEN_SECRET is missing or a placeholder (need 32+ characters)")
+        return value
+
+    @field_validator("open311_api_key")
+    @classmethod
+    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise MissingSecret("FQ_OPEN311_API_KEY is too short (need 16+ characters)")
         return value
 
     def resolved_database_url(self) -> str:

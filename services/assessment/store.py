@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from fengqiao import outbox
+from fengqiao import audit, outbox
 from fengqiao.bus import NotYet
 from fengqiao.divisions import event_subject
 from fengqiao.errors import NotFound
@@ -109,6 +109,8 @@ def append(session: Session, *, event: pb.ProjectEvent, headers: Mapping[str, st
     subject = event_subject(event.node, "project", event.WhichOneof("payload") or "event")
     message = outbox.Message(subject, event.id, event.SerializeToString(), headers)
     outbox.enqueue_many(session, messages=[message], now=now)
+    kind = f"project.{event.WhichOneof('payload')}"
+    audit.record(session, [audit.Entry(now, event.node, event.actor, kind, event.project_id)])
     return project
 
 

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import outbox
+from fengqiao import audit, outbox
 from fengqiao.bus import BadMessage, Handler
 from fengqiao.clock import Clock
 from fengqiao.divisions import address_tokens, down_subject, event_subject, is_within
@@ -50,6 +50,8 @@ def record_event(
     store.put_directive(session, directive=directive, now=now)
     message = outbox.Message(subject, event.id, event.SerializeToString(), current_headers())
     outbox.enqueue_many(session, messages=[message], now=now)
+    entry = audit.Entry(now, event.node, event.actor, f"directive.{event.WhichOneof('payload')}", directive.id)
+    audit.record(session, [entry])
     return directive
 
 
