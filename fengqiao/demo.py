@@ -24,6 +24,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fengqiao import sealing
 from fengqiao.grpcutil import channel
 from fengqiao.handling import run_handling
 from fengqiao.natsserver import NatsServer
@@ -165,6 +166,16 @@ async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> Non
         print(f"[演示] 模拟器共提交 {accepted} 件", flush=True)
 
 
+def demo_personal_key(state_dir: Path) -> str:
+    """The demo county's key sealing personal data: kept in the state directory, so a restart
+    of the demo still opens the cases it took in before."""
+    path = state_dir / "personal-data.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(sealing.new_key(), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
 def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_dir: Path, fresh: bool) -> int:
     """Run the sample county until Ctrl-C; returns the exit code."""
     topology = shifted(load_topology(topology_file), http_port)
@@ -189,6 +200,7 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
     env = {
         **os.environ,
         "FQ_TOKEN_SECRET": secrets.token_urlsafe(32),
+        "FQ_PERSONAL_DATA_KEY": demo_personal_key(state_dir),
         "FQ_ADMIN_PASSWORD": password,
         "FQ_OPEN311_API_KEY": open311_key,  # issue 9: every node accepts the demo's Open311 key
         "FQ_DATA_DIR": str(state_dir / "data"),

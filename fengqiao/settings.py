@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fengqiao.sealing import parse_key
+
 ALL_SERVICES = ("intake", "routing", "assessment", "federation")
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "xxx"}
 
@@ -42,6 +44,10 @@ class NodeSettings(BaseSettings):
         description="gRPC address of services run by another process of this node, by name",
     )
     token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
+    personal_data_key: SecretStr = Field(
+        description="the county's key sealing parties' personal data at rest: base64 of 32 random bytes, "
+        "the same at every node of the county (`python -m fengqiao.sealing` prints a new one)"
+    )
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")
     open311_api_key: SecretStr | None = Field(default=None, description="registers an Open311 api_key at start-up")
@@ -79,6 +85,15 @@ class NodeSettings(BaseSettings):
         raw = value.get_secret_value()
         if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 32:
             raise MissingSecret("FQ_TOKEN_SECRET is missing or a placeholder (need 32+ characters)")
+        return value
+
+    @field_validator("personal_data_key")
+    @classmethod
+    def _real_key_bytes(cls, value: SecretStr) -> SecretStr:
+        try:
+            parse_key(value.get_secret_value())
+        except ValueError as exc:
+            raise MissingSecret(f"FQ_PERSONAL_DATA_KEY is missing or malformed: {exc}") from exc
         return value
 
     @field_validator("open311_api_key")

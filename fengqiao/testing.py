@@ -23,6 +23,7 @@ from fengqiao.v1 import case_pb2, intake_pb2
 
 ADMIN_PASSWORD = "fq-test-admin-pw"
 TOKEN_SECRET = "fq-test-token-secret-0123456789abcdef"
+PERSONAL_DATA_KEY = "ZnEtdGVzdC1wZXJzb25hbC1kYXRhLWtleS0wMTIzNDU="  # 32 bytes, tests only
 
 
 def small_county(
@@ -66,6 +67,7 @@ class LocalCounty:
             "grpc_port": 0,
             "http_port": 0,
             "token_secret": TOKEN_SECRET,
+            "personal_data_key": PERSONAL_DATA_KEY,
             "admin_password": ADMIN_PASSWORD,
         }
         values.update(overrides)

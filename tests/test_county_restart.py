@@ -17,7 +17,7 @@ from sqlalchemy import text
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.natsserver import NatsServer
-from fengqiao.testing import TOKEN_SECRET, LocalCounty, small_county, submit_request
+from fengqiao.testing import PERSONAL_DATA_KEY, TOKEN_SECRET, LocalCounty, small_county, submit_request
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
 from tests.test_county_sync import COUNTY, eventually
 
@@ -42,6 +42,7 @@ class NodeProcess:
         self.env = {
             **os.environ,
             "FQ_TOKEN_SECRET": TOKEN_SECRET,
+            "FQ_PERSONAL_DATA_KEY": PERSONAL_DATA_KEY,
             "FQ_NATS_URL": local.nats_url,
             "FQ_DATA_DIR": str(workdir),
             "DATABASE_URL": database_url,

@@ -11,8 +11,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
-from fengqiao import auth
+from fengqiao import audit, auth
 from fengqiao.errors import InvalidArgument
+from fengqiao.node import NodeContext
 from fengqiao.privacy import mask_case, mask_event
 from fengqiao.roles import Permission, allows
 from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
@@ -146,18 +147,31 @@ async def list_cases(
     return {"items": items, "next_page_token": reply.page.next_page_token}
 
 
-@router.get("/cases/{case_id}", summary="案件详情")
-async def get_case(case_id: str, who: ReadsCases, api: Services) -> dict[str, Any]:
+async def audit_personal_read(ctx: NodeContext, who: auth.Principal, case: case_pb2.Case, what: str) -> None:
+    """Every read of a case's personal data in full is in the audit trail."""
+    if case.parties or case.location.address:
+        entry = audit.Entry(ctx.clock.now(), ctx.spec.code, who.username, "pii.read", case.id, {"view": what})
+        await ctx.db.write(lambda s: audit.record(s, [entry]))
+
+
+@router.get("/cases/{case_id}", summary="案件详情（可见当事人信息的角色查看时记入审计日志）")
+async def get_case(case_id: str, who: ReadsCases, api: Services, ctx: Context) -> dict[str, Any]:
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
     require_scope(who, case.origin_node)
     body = as_json(case)
-    return body if allows(who.role, Permission.PII_READ) else mask_case(body)
+    if not allows(who.role, Permission.PII_READ):
+        return mask_case(body)
+    await audit_personal_read(ctx, who, case, "case")
+    return body
 
 
 @router.get("/cases/{case_id}/events", summary="案件时间线（事件）")
-async def case_events(case_id: str, who: ReadsCases, api: Services) -> dict[str, Any]:
+async def case_events(case_id: str, who: ReadsCases, api: Services, ctx: Context) -> dict[str, Any]:
     case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
     require_scope(who, case.origin_node)
     reply = await api.intake.ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
     items = [as_json(e) for e in reply.events]
-    return {"items": items if allows(who.role, Permission.PII_READ) else [mask_event(e) for e in items]}
+    if not allows(who.role, Permission.PII_READ):
+        return {"items": [mask_event(e) for e in items]}
+    await audit_personal_read(ctx, who, case, "timeline")
+    return {"items": items}

@@ -16,6 +16,7 @@ from fengqiao.db import Database
 from fengqiao.divisions import tier_of
 from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
+from fengqiao.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
@@ -51,8 +52,10 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         clock: Clock,
         files: attachments.AttachmentStore,
         writer: IntakeWriter,
+        key: PersonalKey,
         on_commit: Callable[[], None],
     ) -> None:
+        self._key = key
         self._db = db
         self._node = node_code
         self._topology = topology
@@ -76,7 +79,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             headers=current_headers(),
         )
         case, duplicate = await self._writer.submit(submission)
-        return intake_pb2.SubmitCaseResponse(case=case, duplicate=duplicate)
+        return intake_pb2.SubmitCaseResponse(case=self._key.opened(case), duplicate=duplicate)
 
     async def _visible_case(self, key: str) -> pb.Case:
         case = await self._db.run(lambda s: casestore.find_case(s, key=key))
@@ -86,7 +89,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     @grpc_method
     async def GetCase(self, request: intake_pb2.GetCaseRequest, context: grpc.aio.ServicerContext) -> pb.Case:
-        return await self._visible_case(request.id)
+        return self._key.opened(await self._visible_case(request.id))
 
     @grpc_method
     async def ListCases(
@@ -111,7 +114,8 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         cases, token = await self._db.run(
             lambda s: casestore.list_cases(s, where=where, page_size=size, page_token=request.page.page_token)
         )
-        return intake_pb2.ListCasesResponse(cases=cases, page=common_pb2.PageInfo(next_page_token=token))
+        opened = [self._key.opened(c) for c in cases]
+        return intake_pb2.ListCasesResponse(cases=opened, page=common_pb2.PageInfo(next_page_token=token))
 
     @grpc_method
     async def ListCaseEvents(
@@ -119,7 +123,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
     ) -> intake_pb2.ListCaseEventsResponse:
         case = await self._visible_case(request.case_id)
         events = await self._db.run(lambda s: casestore.list_events(s, case_id=case.id))
-        return intake_pb2.ListCaseEventsResponse(events=events)
+        return intake_pb2.ListCaseEventsResponse(events=[self._key.opened_event(e) for e in events])
 
     # The closed loop ---------------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             )
         )
         self._on_commit()
-        return case
+        return self._key.opened(case)
 
     async def _simple(self, request: StepRequest, field: str) -> pb.Case:
         step = request.step

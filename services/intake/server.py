@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fengqiao import sealing
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.v1 import intake_pb2_grpc
@@ -15,7 +16,8 @@ from services.intake.writer import IntakeWriter
 def create(ctx: NodeContext) -> ServiceParts:
     """Intake takes cases in and runs the closed loop."""
     settings = IntakeSettings()
-    writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, on_commit=ctx.outbox_written)
+    key = sealing.from_settings(ctx.settings.personal_data_key.get_secret_value())
+    writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, key=key, on_commit=ctx.outbox_written)
     handlers = IntakeHandlers(
         db=ctx.db,
         node_code=ctx.spec.code,
@@ -24,6 +26,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         clock=ctx.clock,
         files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),
         writer=writer,
+        key=key,
         on_commit=ctx.outbox_written,
     )
     watch = ClockWatch(

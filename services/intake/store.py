@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from fengqiao import casestore
 from fengqiao.models import CaseRecord
+from fengqiao.sealing import PersonalKey
 from fengqiao.v1 import case_pb2, intake_pb2
 from services.intake import rules
 
@@ -50,9 +51,10 @@ def existing_requests(session: Session, *, origin_node: str, request_ids: Sequen
 
 
 def submit_batch(
-    session: Session, *, submissions: Sequence[Submission], node_code: str, now: dt.datetime
+    session: Session, *, submissions: Sequence[Submission], node_code: str, now: dt.datetime, key: PersonalKey
 ) -> list[tuple[case_pb2.Case, bool]]:
-    """Take a batch of requests in, in one transaction; a retried request id gets its first case."""
+    """Take a batch of requests in, in one transaction; a retried request id gets its first case.
+    The parties and address are sealed with the county's ``key`` before anything is stored."""
     ids = [s.request.client_request_id for s in submissions]
     seen = existing_requests(session, origin_node=node_code, request_ids=ids)
     fresh: dict[str, Submission] = {}
@@ -66,6 +68,7 @@ def submit_batch(
         intake = rules.new_case(sub.request, node_code=node_code, receipt=rules.receipt_no(node_code, day, seq))
         intake.clock_start.FromDatetime(now)
         intake.deadline.FromDatetime(sub.deadline)
+        key.seal(intake)
         event = case_pb2.CaseEvent(
             id=str(uuid.uuid4()),
             case_id=str(uuid.uuid4()),

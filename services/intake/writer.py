@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fengqiao.clock import Clock
 from fengqiao.db import Database
+from fengqiao.sealing import PersonalKey
 from fengqiao.v1 import case_pb2
 from services.intake import store
 
@@ -26,9 +27,17 @@ class IntakeWriter:
     """Batches submissions into transactions."""
 
     def __init__(
-        self, *, db: Database, node_code: str, clock: Clock, on_commit: Callable[[], None], max_batch: int = 256
+        self,
+        *,
+        db: Database,
+        node_code: str,
+        clock: Clock,
+        key: PersonalKey,
+        on_commit: Callable[[], None],
+        max_batch: int = 256,
     ) -> None:
         self._db = db
+        self._key = key
         self._node = node_code
         self._clock = clock
         self._on_commit = on_commit
@@ -74,11 +83,15 @@ class IntakeWriter:
     async def _write_all(self, subs: list[store.Submission]) -> list[tuple[case_pb2.Case, bool]]:
         now = self._clock.now()
         try:
-            return await self._db.run(lambda s: store.submit_batch(s, submissions=subs, node_code=self._node, now=now))
+            return await self._db.run(
+                lambda s: store.submit_batch(s, submissions=subs, node_code=self._node, now=now, key=self._key)
+            )
         except IntegrityError:
             if len(subs) == 1:  # a concurrent writer (another process) took the same request id first
                 return await self._db.run(
-                    lambda s: store.submit_batch(s, submissions=subs, node_code=self._node, now=self._clock.now())
+                    lambda s: store.submit_batch(
+                        s, submissions=subs, node_code=self._node, now=self._clock.now(), key=self._key
+                    )
                 )
             log.info("batch of %d hit a conflict; writing one by one", len(subs))
             results = []

@@ -94,7 +94,7 @@ class RoutingHandlers(
             rule_id=decision.rule_id,
             rule_name=decision.rule_name,
             reason=decision.reason,
-            case=case,
+            case=self._key.opened(case),
         )
 
     @grpc_method

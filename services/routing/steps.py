@@ -9,6 +9,7 @@ from fengqiao import casestore
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import InvalidArgument, NotFound
+from fengqiao.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
@@ -30,6 +31,7 @@ class RoutingBase:
         clock: Clock,
         policy: PolicyFile,
         departments: DepartmentFile,
+        key: PersonalKey,
         on_commit: Callable[[], None],
     ) -> None:
         self._db = db
@@ -40,6 +42,7 @@ class RoutingBase:
         self._policy = policy
         self._departments = departments
         self._on_commit = on_commit
+        self._key = key
 
     async def _case(self, case_id: str) -> pb.Case:
         case = await self._db.read(lambda s: casestore.find_case(s, key=case_id))
@@ -58,4 +61,4 @@ class RoutingBase:
             )
         )
         self._on_commit()
-        return case
+        return self._key.opened(case)

@@ -110,3 +110,27 @@ async def test_every_step_of_a_case_is_in_the_villages_audit_trail(village: Loca
     assert [(r.action, r.actor) for r in rows] == [("case.received", "网格员王芳"), ("case.triaged", "值班员刘洋")]
     count, broken = await db.read(audit.verify)
     assert broken is None and count >= 2
+
+
+async def test_reading_a_cases_personal_data_in_full_is_audited(village: LocalCounty) -> None:
+    import httpx
+
+    from fengqiao.testing import ADMIN_PASSWORD
+
+    async with channel(village[VILLAGE].grpc_address) as ch:
+        case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case
+    base = f"http://127.0.0.1:{village[VILLAGE].http_port}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        login = await client.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        detail = await client.get(f"/api/v1/cases/{case.id}", headers=headers)
+        await client.get(f"/api/v1/cases/{case.id}/events", headers=headers)
+    assert detail.json()["parties"][0]["id_number"] == "37170219850312004X"
+    db = village[VILLAGE].ctx.db  # type: ignore[union-attr]
+    reads = await db.read(
+        lambda s: s.exec(select(audit.AuditRecord).where(audit.AuditRecord.action == "pii.read")).all()
+    )
+    assert [(r.actor, r.subject, r.detail) for r in reads] == [
+        ("admin", case.id, '{"view":"case"}'),
+        ("admin", case.id, '{"view":"timeline"}'),
+    ]
