@@ -5,7 +5,9 @@ nats-servers from these same files, so what is deployed is what was tested. Per 
 
 - ``<code>/nats-server.conf`` (the county with ``servers: 3``: ``nats-server-0.conf`` …): its own
   JetStream domain ``fq<code>``; a leafnode listener for its children (``no_advertise``, so a
-  child reaches it only by the address it was given); a leafnode remote to its parent.
+  child reaches it only by the address it was given); a leafnode remote to its parent. With a
+  TLS directory, each child's leaf connection is its own user, named by its certificate, with
+  permissions limited to its own subtree (``leaf_permissions``).
 - ``<code>/fengqiao.env``: the node's service settings (``FQ_*``) for ``fengqiao node``.
 - ``county-nats-values.yaml``: values for the official NATS Helm chart (the county in Kubernetes).
 """
@@ -18,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from fengqiao.divisions import down_filter, down_stream, events_stream, subtree_subjects
+from fengqiao.pki import ORGANIZATION
 from fengqiao.topology import NodeSpec, Topology, dump_topology
 from fengqiao.topology import jetstream_domain as domain_of
 
@@ -46,6 +50,75 @@ def upstream_urls(topology: Topology, spec: NodeSpec) -> list[str]:
     return [f"nats-leaf://{parent.host}:{parent.nats.leaf_port + i}" for i in range(parent.nats.servers)]
 
 
+LOCAL_USER = "local"
+"""Who a client of a node's own server is (on loopback, without credentials: ``no_auth_user``)."""
+
+
+def leaf_user(code: str) -> str:
+    """The user a child's leaf connection is mapped to: its certificate's subject (``fengqiao pki``)."""
+    return f"CN={code},O={ORGANIZATION}"
+
+
+def leaf_permissions(topology: Topology, child: str) -> dict[str, list[str]]:
+    """What the parent's server lets ``child``'s leaf connection carry, both ways.
+
+    Verified against nats-server 2.15 (tests/test_leaf_permissions.py): a leaf connection's user
+    is read as if the child were a client of the parent — ``publish`` bounds what the child may
+    send into the parent's server, ``subscribe`` what the parent's server forwards to the child
+    (the interest the child registers outside it is refused). Leafnode users in
+    ``leafnodes.authorization`` take no permissions, so the children are users of the server's
+    ``authorization`` restricted to ``LEAFNODE`` connections.
+
+    No ``fq.`` subject needs to cross a leaf — stream sourcing carries events on JetStream's own
+    subjects — so the child may send only its own subtree's and receive only those and what is
+    sent down to it. The rest is what cross-domain sourcing and link-state reads need:
+
+    - upward, the parent sources the child's events stream through ``$JS.fq<child>.API`` (any call
+      into the child's own domain); the child answers on the parent's reply subjects and delivers
+      on the source consumer's ``$JS.S.*``; the parent answers flow control on ``$JS.FC.<stream>``;
+    - downward, the child creates a consumer on the parent's down stream *with its own filter
+      only* (the filter is part of the API subject, and the server checks it against the
+      request), reads the parent's streams' info, and answers flow control;
+    - replies: ``$JSC.R.*`` (the servers' own requests) and ``_INBOX.>`` (the services').
+    """
+    parent = topology.node(child).parent
+    if parent is None:
+        raise ValueError(f"{child} has no parent")
+    up = f"$JS.fq{parent}.API"
+    replies = ["$JSC.R.*", "_INBOX.>", "$JS.S.*"]
+    publish = [
+        subtree_subjects(child),
+        f"{up}.STREAM.INFO.{events_stream(parent)}",
+        f"{up}.STREAM.INFO.{down_stream(parent)}",
+        f"{up}.CONSUMER.CREATE.{down_stream(parent)}.*.{down_filter(child)}",
+        f"{up}.CONSUMER.DELETE.{down_stream(parent)}.*",
+        f"$JS.FC.{down_stream(parent)}.>",
+        *replies,
+    ]
+    subscribe = [
+        subtree_subjects(child),
+        down_filter(child),
+        f"$JS.fq{child}.API.>",
+        f"$JS.FC.{events_stream(child)}.>",
+        *replies,
+    ]
+    return {"publish": publish, "subscribe": subscribe}
+
+
+def authorization(topology: Topology, code: str) -> dict[str, Any]:
+    """The server's users: its own services (loopback, no credentials) and one per child."""
+    users: list[dict[str, Any]] = [{"user": LOCAL_USER, "allowed_connection_types": ["STANDARD"]}]
+    for child in topology.children(code):
+        users.append(
+            {
+                "user": leaf_user(child.code),
+                "allowed_connection_types": ["LEAFNODE"],
+                "permissions": leaf_permissions(topology, child.code),
+            }
+        )
+    return {"users": users}
+
+
 def _tls(tls_dir: Path | None, code: str, *, verify: bool) -> dict[str, Any] | None:
     if tls_dir is None:
         return None
@@ -54,8 +127,8 @@ def _tls(tls_dir: Path | None, code: str, *, verify: bool) -> dict[str, Any] | N
         "key_file": str(tls_dir / f"{code}.key"),
         "ca_file": str(tls_dir / "ca.crt"),
     }
-    if verify:
-        block["verify"] = True
+    if verify:  # and take the client's user from its certificate
+        block["verify_and_map"] = True
     return block
 
 
@@ -85,6 +158,8 @@ def server_config(
         leafnodes.update(listen=f"{spec.host}:{nats.leaf_port + index}", no_advertise=True)
         if tls := _tls(tls_dir, code, verify=True):
             leafnodes["tls"] = tls
+            config["no_auth_user"] = LOCAL_USER
+            config["authorization"] = authorization(topology, code)
     if spec.parent is not None:
         remote: dict[str, Any] = {"urls": upstream_urls(topology, spec)}
         if tls := _tls(tls_dir, code, verify=False):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from fengqiao import render
+from fengqiao import pki, render
 from fengqiao.clock import Clock
 from fengqiao.natsserver import NatsServer
 from fengqiao.node import Node
@@ -150,11 +151,14 @@ class LeafCounty(LocalCounty):
     """Each node with its own nats-server — a JetStream leaf of its parent's, in its own
     domain — started from the configs ``fengqiao topology render`` writes. Every upward link
     goes through a ``LinkProxy`` the test can cut (``cut(code)`` cuts ``code``'s link to its
-    parent). Use ``await LeafCounty.create(...)``.
+    parent). Use ``await LeafCounty.create(...)``; with ``tls``, a county CA in the workdir
+    issues every node its certificate and the leaf links are mTLS, each child its own user with
+    its subtree's permissions (as deployed with ``--tls-dir``).
     """
 
     servers: dict[str, list[NatsServer]] = dataclasses.field(default_factory=dict)
     proxies: dict[str, list[LinkProxy]] = dataclasses.field(default_factory=dict)
+    tls: bool = False
 
     @classmethod
     async def create(
@@ -165,9 +169,14 @@ class LeafCounty(LocalCounty):
         *,
         clock: Clock | None = None,
         limits: dict[str, Limits] | None = None,
+        tls: bool = False,
     ) -> LeafCounty:
         """Render and start every node's nats-server (not the nodes: ``start`` them)."""
-        county = cls(topology, workdir, "", database_url, clock=clock)
+        county = cls(topology, workdir, "", database_url, clock=clock, tls=tls)
+        if tls:
+            pki.init_ca(county.tls_dir, county=topology.county.code, name="测试县", now=dt.datetime.now(dt.UTC))
+            for spec in topology.nodes:
+                county.issue(spec.code)
         county.topology = with_free_nats_ports(topology)
         county.apply_limits(limits or {})
         await county._link_all()
@@ -197,8 +206,22 @@ class LeafCounty(LocalCounty):
     def rendered(self) -> Path:
         return self.workdir / "rendered"
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    def issue(self, code: str) -> None:
+        """Issue node ``code`` its certificate from the county CA (with ``tls``)."""
+        pki.issue(self.tls_dir, code=code, hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
+
     def render(self) -> None:
-        render.render(self.topology, self.rendered, state_dir=self.workdir / "state", config_dir=self.rendered)
+        render.render(
+            self.topology,
+            self.rendered,
+            state_dir=self.workdir / "state",
+            config_dir=self.rendered,
+            tls_dir=self.tls_dir if self.tls else None,
+        )
         self.topology_file = self.rendered / "topology.yaml"
 
     async def start_server(self, code: str) -> None:
@@ -217,6 +240,8 @@ class LeafCounty(LocalCounty):
     async def add_node(self, spec: NodeSpec) -> None:
         """Add ``spec`` to the topology: re-render, restart only its parent's server, start its own."""
         assert spec.parent is not None
+        if self.tls:
+            self.issue(spec.code)
         self.topology = dataclasses.replace(self.topology, nodes=(*self.topology.nodes, spec))
         self.topology = with_free_nats_ports(self.topology, [spec.code])
         await self._link_all()
