@@ -64,6 +64,8 @@ def directive_handler(node_code: str, clock: Clock, *, from_above: bool) -> Hand
         except DecodeError as exc:
             raise BadMessage(f"无法解析的指令事件：{exc}") from exc
         kind = event.WhichOneof("payload")
+        if not event.id or not event.directive_id or not event.node or kind is None:
+            raise BadMessage("指令事件缺少编号、指令编号、发出中心或内容")
         if from_above:
             if kind != "issued" or event.issued.to_node != node_code:
                 raise BadMessage("下行指令不是发给本中心的下达事件")

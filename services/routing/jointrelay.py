@@ -106,8 +106,10 @@ def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
         assert isinstance(event, pb.JointEvent)
         kind = event.WhichOneof("payload") or ""
         _from_town(msg, event.node, "joint", kind)
-        if not event.id or jointstore.has_event(session, event_id=event.id):
-            return
+        if not event.id or not event.joint_case_id:
+            raise BadMessage("联合案件事件缺少编号或案件编号")
+        if jointstore.has_event(session, event_id=event.id):
+            return  # a copy of one already kept
         current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
         try:
             if kind == "opened":
@@ -135,8 +137,10 @@ def joint_inbound_handler(node_code: str, county: str, clock: Clock) -> Handler:
         assert isinstance(event, pb.JointEvent)
         if not msg.subject.startswith(f"fq.{county}._._.down.") or event.node == node_code:
             raise BadMessage("联合案件事件不是县级中心转发的其他中心事件")
-        if not event.id or jointstore.has_event(session, event_id=event.id):
-            return
+        if not event.id or not event.joint_case_id:
+            raise BadMessage("联合案件事件缺少编号或案件编号")
+        if jointstore.has_event(session, event_id=event.id):
+            return  # a copy of one already kept
         if event.WhichOneof("payload") == "opened":
             if node_code not in event.opened.invited:
                 raise BadMessage(f"联合案件 {event.joint_case_id} 没有邀请本中心")
