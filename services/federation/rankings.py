@@ -5,8 +5,10 @@ assignment of the slip's department, followed through the case's log: 签收 (ac
 退单 (returned), 办结 while it was the current assignment — on time when at or before the
 slip's deadline in force then (延期 included) — or still open past that deadline now
 (overdue), and the 回访 satisfaction of the case it closed. Rates:
-acknowledgement = 签收 / 交办; return = 退单 / 交办; on-time = closed on time / (closed +
-open overdue), returned and escalated-away assignments excluded; satisfaction = mean score.
+acknowledgement = (签收 + 报到 in time) / (交办 + calls due), where a call is a 中心吹哨 summons of
+the department and is due once answered or past its 报到 deadline; return = 退单 / 交办; on-time
+= closed on time / (closed + open overdue), returned and escalated-away assignments excluded;
+satisfaction = mean score.
 
 **Grid workers.** The cases taken in through the 网格员上报 channel in the month, by their
 reporter and node: reports, closure rate (closed / reports), and score = mean 回访 satisfaction.
@@ -119,12 +121,45 @@ class DepartmentTally:
     due: int = 0  # closed, or open past the deadline
     satisfaction_sum: int = 0
     satisfaction_count: int = 0
+    calls: int = 0  # 吹哨 summons due (answered, or past the 报到 deadline)
+    reported_in_time: int = 0
+
+    @property
+    def answered(self) -> int:
+        """签收 of assignments plus 报到 in time."""
+        return self.acknowledged + self.reported_in_time
+
+    @property
+    def asked(self) -> int:
+        """Assignments plus calls due."""
+        return self.assignments + self.calls
+
+
+def calls_of(events: Sequence[pb.CaseEvent], *, now: dt.datetime) -> list[tuple[str, bool]]:
+    """The 吹哨 calls of one case that are due as of ``now``: (department, reported in time)."""
+    report_by: dict[str, dt.datetime] = {}
+    reported: dict[str, dt.datetime] = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.HasField("whistled"):
+            for summons in event.whistled.summons:
+                report_by.setdefault(summons.department, summons.report_by.ToDatetime(tzinfo=dt.UTC))
+        elif event.HasField("reported_for_duty"):
+            reported.setdefault(event.reported_for_duty.department, event.at.ToDatetime(tzinfo=dt.UTC))
+    return [
+        (department, department in reported and reported[department] <= deadline)
+        for department, deadline in report_by.items()
+        if department in reported or deadline < now
+    ]
 
 
 def department_tallies(logs: Iterable[Sequence[pb.CaseEvent]], *, now: dt.datetime) -> list[DepartmentTally]:
     """Tallies per department over the given case logs, as of ``now``."""
     tallies: dict[str, DepartmentTally] = {}
     for log in logs:
+        for department, in_time in calls_of(log, now=now):
+            t = tallies.setdefault(department, DepartmentTally(department))
+            t.calls += 1
+            t.reported_in_time += in_time
         for a in assignments_of(log):
             t = tallies.setdefault(a.department, DepartmentTally(a.department))
             t.assignments += 1
@@ -143,7 +178,7 @@ def department_tallies(logs: Iterable[Sequence[pb.CaseEvent]], *, now: dt.dateti
 
 def department_score(t: DepartmentTally) -> float:
     parts = (
-        wilson_lower(t.acknowledged, t.assignments),
+        wilson_lower(t.answered, t.asked),
         wilson_lower(t.on_time, t.due) if t.due else 0.5,
         wilson_lower(t.assignments - t.returned, t.assignments),
         satisfaction_component(t.satisfaction_sum, t.satisfaction_count),

@@ -72,7 +72,7 @@ def department_standings(
         federation_pb2.DepartmentStanding(
             department=t.department,
             assignments=t.assignments,
-            acknowledgement_rate=rate(t.acknowledged, t.assignments),
+            acknowledgement_rate=rate(t.answered, t.asked),
             on_time_rate=rate(t.on_time, t.due),
             return_rate=rate(t.returned, t.assignments),
             satisfaction=mean(t.satisfaction_sum, t.satisfaction_count),

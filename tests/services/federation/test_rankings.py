@@ -59,3 +59,28 @@ def test_a_department_that_returns_everything_scores_below_one_that_does_its_wor
     bad = DepartmentTally("某所", assignments=40, acknowledged=20, returned=20, on_time=5, due=18,
                           satisfaction_sum=50, satisfaction_count=18)  # fmt: skip
     assert rankings.department_score(good) > 80 > 40 > rankings.department_score(bad)
+
+
+def test_a_department_called_by_whistle_counts_its_report_in_time_towards_acknowledgement() -> None:
+    from fengqiao.v1 import case_pb2 as pb
+    from tests.fengqiao.test_lifecycle import Story, ts
+
+    story = Story()
+    story.run("triaged")
+    called = [
+        pb.Summons(department=d, report_by=ts(story.at + dt.timedelta(minutes=30)))
+        for d in ("司法所", "派出所", "信访办")
+    ]
+    story.step("whistled", pb.Whistled(reason="群体性苗头", summons=called))
+    story.step("reported_for_duty", pb.ReportedForDuty(department="司法所"))  # 5 minutes later: in time
+    story.at += dt.timedelta(hours=1)
+    story.step("reported_for_duty", pb.ReportedForDuty(department="派出所"))  # an hour later: late
+    # Half an hour in, before the 报到 deadline: only the call already answered is due.
+    early = rankings.department_tallies([story.events[:-1]], now=story.at - dt.timedelta(minutes=50))
+    assert {t.department: (t.reported_in_time, t.calls) for t in early} == {"司法所": (1, 1)}
+    after_due = {t.department: t for t in rankings.department_tallies([story.events], now=story.at)}
+    assert {d: (t.answered, t.asked) for d, t in after_due.items()} == {
+        "司法所": (1, 1),
+        "派出所": (0, 1),  # reported, but after its 报到 deadline
+        "信访办": (0, 1),  # never reported, and the deadline has passed
+    }
