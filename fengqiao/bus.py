@@ -42,7 +42,7 @@ class NotYet(FengqiaoError):
     """A message that cannot be processed until something else has arrived; redeliver it later."""
 
 
-async def connect(url: str, *, name: str) -> NATS:
+async def connect(url: str, *, name: str, inbox_prefix: str = "_INBOX") -> NATS:
     """Connect to the local nats-server, reconnecting forever (weak links)."""
 
     async def on_error(exc: Exception) -> None:
@@ -58,6 +58,7 @@ async def connect(url: str, *, name: str) -> NATS:
         return await nats.connect(
             [u.strip() for u in url.split(",") if u.strip()],
             name=name,
+            inbox_prefix=inbox_prefix,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=3,
@@ -80,9 +81,10 @@ class Source(NamedTuple):
     name: str
     filter_subject: str | None = None
     domain: str | None = None
+    deliver: str | None = None  # the delivery subject prefix across the leaf (its own per node pair)
 
     def config(self) -> js_api.StreamSource:
-        external = js_api.ExternalStream(api=f"$JS.{self.domain}.API") if self.domain else None
+        external = js_api.ExternalStream(api=f"$JS.{self.domain}.API", deliver=self.deliver) if self.domain else None
         return js_api.StreamSource(name=self.name, filter_subject=self.filter_subject, external=external)
 
 

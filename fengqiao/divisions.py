@@ -144,3 +144,22 @@ def events_stream(code: str) -> str:
     """The JetStream stream holding a node's own events plus those sourced from below."""
     tier_of(code)
     return f"FQ_EVENTS_{code}"
+
+
+def inbox_prefix(code: str) -> str:
+    """The reply subjects of a node's own clients: its own, so a leaf's permissions can keep
+    one node from overhearing the replies another node's services get."""
+    tier_of(code)
+    return f"_INBOX_{code}"
+
+
+def up_deliver(child: str) -> str:
+    """Where a parent's source of ``child``'s events stream is delivered (across the leaf)."""
+    tier_of(child)
+    return f"fqs.{child}"
+
+
+def down_deliver(child: str) -> str:
+    """Where ``child``'s source of its parent's down stream is delivered (across the leaf)."""
+    tier_of(child)
+    return f"fqd.{child}"

@@ -22,12 +22,15 @@ from fengqiao import auth, bus
 from fengqiao.clock import Clock, SystemClock
 from fengqiao.db import Database
 from fengqiao.divisions import (
+    down_deliver,
     down_filter,
     down_stream,
     events_stream,
+    inbox_prefix,
     own_down_subjects,
     own_up_subjects,
     parent_code,
+    up_deliver,
 )
 from fengqiao.errors import Unavailable
 from fengqiao.grpcutil import Registration, start_server
@@ -136,7 +139,8 @@ class Node:
                     s, username="admin", password=password, role="county_admin", node_code=self.spec.code
                 )
             )
-        nc = await bus.connect(settings.nats_url, name=f"fq-{self.spec.code}")
+        code = self.spec.code
+        nc = await bus.connect(settings.nats_url, name=f"fq-{code}", inbox_prefix=inbox_prefix(code))
         js = nc.jetstream()
         await ensure_streams(js, self.topology, self.spec.code)
         relay = OutboxRelay(db=db, js=js)
@@ -211,9 +215,16 @@ def stream_plan(topology: Topology, code: str) -> list[tuple[str, list[str], lis
 
     In the leaf topology each other node's stream lives in that node's JetStream domain, so
     each source names the domain it is reached through (over the leafnode connection)."""
-    children = [bus.Source(events_stream(c.code), domain=topology.domain(c.code)) for c in topology.children(code)]
+    children = [
+        bus.Source(events_stream(c.code), domain=topology.domain(c.code), deliver=up_deliver(c.code))
+        for c in topology.children(code)
+    ]
     parent = parent_code(code)
-    above = [bus.Source(down_stream(parent), down_filter(code), topology.domain(parent))] if parent else []
+    above = (
+        [bus.Source(down_stream(parent), down_filter(code), topology.domain(parent), down_deliver(code))]
+        if parent
+        else []
+    )
     return [
         (events_stream(code), own_up_subjects(code), children),
         (down_stream(code), [own_down_subjects(code)], above),

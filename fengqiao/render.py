@@ -20,7 +20,15 @@ from typing import Any
 
 import yaml
 
-from fengqiao.divisions import down_filter, down_stream, events_stream, subtree_subjects
+from fengqiao.divisions import (
+    down_deliver,
+    down_filter,
+    down_stream,
+    events_stream,
+    inbox_prefix,
+    subtree_subjects,
+    up_deliver,
+)
 from fengqiao.pki import ORGANIZATION
 from fengqiao.topology import NodeSpec, Topology, dump_topology
 from fengqiao.topology import jetstream_domain as domain_of
@@ -85,7 +93,6 @@ def leaf_permissions(topology: Topology, child: str) -> dict[str, list[str]]:
     if parent is None:
         raise ValueError(f"{child} has no parent")
     up = f"$JS.fq{parent}.API"
-    replies = ["$JSC.R.*", "_INBOX.>", "$JS.S.*"]
     publish = [
         subtree_subjects(child),
         f"{up}.STREAM.INFO.{events_stream(parent)}",
@@ -93,14 +100,18 @@ def leaf_permissions(topology: Topology, child: str) -> dict[str, list[str]]:
         f"{up}.CONSUMER.CREATE.{down_stream(parent)}.*.{down_filter(child)}",
         f"{up}.CONSUMER.DELETE.{down_stream(parent)}.*",
         f"$JS.FC.{down_stream(parent)}.>",
-        *replies,
+        f"{up_deliver(child)}.>",  # its events, delivered to the parent's source of them
+        f"{inbox_prefix(parent)}.>",  # answers to the parent's services' calls into its domain
+        "$JSC.R.*",  # answers to the servers' own API calls
     ]
     subscribe = [
         subtree_subjects(child),
         down_filter(child),
         f"$JS.fq{child}.API.>",
         f"$JS.FC.{events_stream(child)}.>",
-        *replies,
+        f"{down_deliver(child)}.>",  # what its parent sends down for it, delivered to its source
+        f"{inbox_prefix(child)}.>",  # answers to its own services' calls into the parent's domain
+        "$JSC.R.*",
     ]
     return {"publish": publish, "subscribe": subscribe}
 
