@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
+import nats.errors
+import nats.js.errors
 import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -251,10 +253,21 @@ def stream_limits(topology: Topology, code: str, stream: str) -> bus.StreamLimit
     )
 
 
-async def ensure_streams(js: JetStreamContext, topology: Topology, code: str) -> None:
+async def ensure_streams(js: JetStreamContext, topology: Topology, code: str, *, patience_s: float = 30.0) -> None:
+    """Create or update the node's streams; a JetStream still electing its leaders (a county
+    cluster starting up) answers with time-outs for a while, so keep asking for ``patience_s``."""
+    deadline = asyncio.get_running_loop().time() + patience_s
     for name, subjects, sources in stream_plan(topology, code):
         limits = stream_limits(topology, code, name)
-        await bus.ensure_stream(js, name=name, subjects=subjects, sources=sources, limits=limits)
+        while True:
+            try:
+                await bus.ensure_stream(js, name=name, subjects=subjects, sources=sources, limits=limits)
+                break
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.info("stream %s not ready yet (%s); retrying", name, exc)
+                await asyncio.sleep(0.5)
 
 
 async def watch_sources(js: JetStreamContext, topology: Topology, code: str, nc: NATS | None = None) -> None:
