@@ -18,6 +18,19 @@ async def test_one_trace_follows_a_case_from_village_intake_to_the_county(
         case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case
     await eventually(lambda: has_case(county[COUNTY].grpc_address, case.id), within_s=5, what="case at county")
 
+    wanted = {f"FQ_EVENTS_{TOWN}/fq-subtree-sync", f"FQ_EVENTS_{COUNTY}/fq-subtree-sync"}
+
+    def consumer_groups() -> set[str]:
+        return {
+            str((s.attributes or {}).get("messaging.consumer.group.name"))
+            for s in spans.get_finished_spans()
+            if s.kind == SpanKind.CONSUMER
+        }
+
+    async def both_consumed() -> bool:  # the county may store it before the town's span has ended
+        return wanted <= consumer_groups()
+
+    await eventually(both_consumed, within_s=5, what="the town's and the county's consumer spans")
     finished = spans.get_finished_spans()
     intake = [s for s in finished if s.name.endswith("Intake/SubmitCase") and s.kind == SpanKind.SERVER]
     assert len(intake) == 1
