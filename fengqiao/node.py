@@ -20,7 +20,7 @@ import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from fengqiao import auth, bus
+from fengqiao import auth, bus, sealing
 from fengqiao.clock import Clock, SystemClock
 from fengqiao.db import Database
 from fengqiao.divisions import (
@@ -39,6 +39,7 @@ from fengqiao.grpcutil import Registration, start_server
 from fengqiao.outbox import OutboxRelay
 from fengqiao.peers import PeerPolicy, server_credentials
 from fengqiao.pki import TlsFiles
+from fengqiao.sealing import PersonalKey
 from fengqiao.settings import NodeSettings
 from fengqiao.telemetry import instrument_sqlalchemy
 from fengqiao.topology import NodeSpec, Topology, load_topology
@@ -60,6 +61,7 @@ class NodeContext:
     js: JetStreamContext
     clock: Clock
     outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
+    personal_key: PersonalKey  # the county's key sealing parties' personal data
 
     def consumer(
         self,
@@ -146,7 +148,8 @@ class Node:
         js = nc.jetstream()
         await ensure_streams(js, self.topology, self.spec.code)
         relay = OutboxRelay(db=db, js=js)
-        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake)
+        key = sealing.from_settings(settings.personal_data_key.get_secret_value())
+        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake, key)
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
         port = settings.grpc_port if settings.grpc_port is not None else self.spec.grpc_port

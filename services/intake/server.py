@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fengqiao import sealing
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
 from fengqiao.v1 import intake_pb2_grpc
@@ -16,7 +15,7 @@ from services.intake.writer import IntakeWriter
 def create(ctx: NodeContext) -> ServiceParts:
     """Intake takes cases in and runs the closed loop."""
     settings = IntakeSettings()
-    key = sealing.from_settings(ctx.settings.personal_data_key.get_secret_value())
+    key = ctx.personal_key
     writer = IntakeWriter(db=ctx.db, node_code=ctx.spec.code, clock=ctx.clock, key=key, on_commit=ctx.outbox_written)
     handlers = IntakeHandlers(
         db=ctx.db,

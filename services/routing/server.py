@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fengqiao import sealing
 from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, events_stream, subtree_subjects
 from fengqiao.grpcutil import Registration
 from fengqiao.node import NodeContext, ServiceParts
@@ -42,7 +41,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         clock=ctx.clock,
         policy=PolicyFile(settings.policy_file),
         departments=DepartmentFile(settings.departments_file),
-        key=sealing.from_settings(ctx.settings.personal_data_key.get_secret_value()),
+        key=ctx.personal_key,
         on_commit=ctx.outbox_written,
     )
     parts = ServiceParts(
