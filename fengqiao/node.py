@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from fengqiao import auth, bus, sealing
-from fengqiao.clock import Clock, SystemClock
+from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import (
     down_deliver,
@@ -114,7 +114,7 @@ class Node:
 
     def __init__(self, settings: NodeSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.clock = clock or SystemClock()
+        self.clock = clock or settings.clock()
         self.topology = load_topology(settings.topology_file)
         self.spec = self.topology.node(settings.node_code)
         self.grpc_port = 0

@@ -6,11 +6,13 @@ Each service adds its own knobs in ``services/<name>/config.py``; nothing else r
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fengqiao.clock import Clock, ScaledClock, SystemClock
 from fengqiao.sealing import parse_key
 
 ALL_SERVICES = ("intake", "routing", "assessment", "federation")
@@ -55,6 +57,13 @@ class NodeSettings(BaseSettings):
     tls_dir: Path | None = Field(
         default=None, description="ca.crt and <code>.crt/.key from `fengqiao pki`: gRPC over mTLS when set"
     )
+    clock_speed: float = Field(
+        default=1.0, gt=0, description="run the node's clock this many times faster (the soak's compressed year)"
+    )
+    clock_start: dt.datetime | None = Field(
+        default=None, description="with clock_speed: the node's time at Unix time clock_wall_start"
+    )
+    clock_wall_start: float = 0.0
     otel_traces_exporter: str = Field(
         default="none",
         validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
@@ -77,6 +86,13 @@ class NodeSettings(BaseSettings):
         unknown = set(value) - set(ALL_SERVICES)
         if unknown:
             raise ValueError(f"unknown services: {sorted(unknown)}")
+        return value
+
+    @field_validator("clock_start")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("FQ_CLOCK_START needs a UTC offset, e.g. 2026-01-01T00:00:00+08:00")
         return value
 
     @field_validator("token_secret")
@@ -102,6 +118,13 @@ class NodeSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise MissingSecret("FQ_OPEN311_API_KEY is too short (need 16+ characters)")
         return value
+
+    def clock(self) -> Clock:
+        """The wall clock, or the scaled clock the ``clock_*`` settings describe."""
+        if self.clock_start is None and self.clock_speed == 1.0:
+            return SystemClock()
+        start = self.clock_start or dt.datetime.fromtimestamp(self.clock_wall_start, dt.UTC)
+        return ScaledClock(start=start, wall_start=self.clock_wall_start, speed=self.clock_speed)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per node."""
