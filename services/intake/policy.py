@@ -44,8 +44,10 @@ def warn_time(start: dt.datetime, deadline: dt.datetime, share: float) -> dt.dat
 
 
 def due_alarms(case: pb.Case, now: dt.datetime, share: float) -> list[str]:
-    """The alarms owed for the case's current deadline at ``now``, in the order to raise them."""
-    if not lifecycle.is_open(case) or not lifecycle.has_deadline(case):
+    """The alarms owed for the case's current deadline at ``now``, in the order to raise them;
+    none while it awaits the tier above (the fold refuses them, and the clock watch would ask
+    again at every scan)."""
+    if not lifecycle.is_open(case) or case.status == pb.CASE_STATUS_ESCALATING or not lifecycle.has_deadline(case):
         return []
     deadline = case.deadline.ToDatetime(tzinfo=dt.UTC)
     start = case.clock_start.ToDatetime(tzinfo=dt.UTC)

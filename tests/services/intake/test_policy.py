@@ -192,3 +192,9 @@ def test_supervision_goes_to_the_tier_above(node: str, supervisor: str) -> None:
 def test_supervisor_of_refuses_a_code_that_is_not_a_division() -> None:
     with pytest.raises(InvalidArgument):
         policy.supervisor_of("3717")
+
+
+def test_nothing_is_due_while_the_case_awaits_the_tier_above() -> None:
+    case = open_case()
+    case.status = case_pb2.CASE_STATUS_ESCALATING
+    assert policy.due_alarms(case, START + dt.timedelta(days=3), SHARE) == []
