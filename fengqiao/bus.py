@@ -185,6 +185,12 @@ def source_silent_s(source: js_api.StreamSourceInfo) -> float:
 
 Handler = Callable[[Session, Msg], None]
 
+ACK_WAIT_S = 10.0
+"""How long a fetched message waits for its acknowledgement before JetStream delivers it again.
+A consumer's process killed mid-batch leaves its messages unacknowledged: this is how long an
+escalation or a case update then waits (the soak measured 30 s tails at the old 30 s). A batch
+still being applied when it runs out is delivered again and recognised by the inbox."""
+
 
 class InboxConsumer:
     """A durable pull consumer that applies each message once.
@@ -205,7 +211,7 @@ class InboxConsumer:
         handle: Handler,
         now: Callable[[], dt.datetime],
         batch: int = 256,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float = ACK_WAIT_S,
         poll_s: float = 0.05,
         on_applied: Callable[[], None] | None = None,
     ) -> None:
