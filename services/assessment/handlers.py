@@ -85,9 +85,22 @@ class AssessmentHandlers(assessment_pb2_grpc.AssessmentServicer):
             name=request.name.strip(), kind=request.kind, description=request.description,
             villages=request.villages, people_affected=request.people_affected,
         )  # fmt: skip
-        event = self._event(_new_id(), 1, request.actor, {"registered": registered})
+        rid = request.client_request_id
+        project_id = rules.project_id_for(self._node, rid) if rid else _new_id()
+        event = self._event(project_id, 1, request.actor, {"registered": registered})
         headers = current_headers()
-        project = await self._db.run(lambda s: store.append(s, event=event, headers=headers, now=self._clock.now()))
+
+        def write(session: Session) -> pb.Project:
+            # A retried request id finds the project its first request registered.
+            existing = store.load_project(session, project_id=project_id) if rid else None
+            return existing or store.append(session, event=event, headers=headers, now=self._clock.now())
+
+        try:
+            project = await self._db.run(write)
+        except IntegrityError:  # the same request id, registered concurrently: that one stands
+            if not rid:
+                raise
+            project = await self._db.read(lambda s: store.get_project(s, project_id=project_id))
         self._on_commit()
         return project
 

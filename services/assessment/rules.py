@@ -8,6 +8,8 @@ reassessed at medium or low. Only the registering center advances a project.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 
 from fengqiao.divisions import Tier, is_within, tier_of
@@ -19,12 +21,22 @@ STAGES = ("立项", "决策", "实施", "验收")
 KINDS = ("征地", "拆迁", "产业园区", "政策调整", "其它")
 STATUS_LABELS = {"active": "推进中", "suspended": "高风险暂停", "completed": "四评完成"}
 GATE_STATUSES = ("pending", "assessed", "blocked", "passed")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
+_PROJECT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:fengqiao:assessment:project")
+
+
+def project_id_for(node_code: str, client_request_id: str) -> str:
+    """The id of the project a center registers for a client request id: the same for a retry,
+    so a retried registration finds the first one (and the primary key refuses a second)."""
+    return str(uuid.uuid5(_PROJECT_IDS, f"{node_code}/{client_request_id}"))
 
 
 def validate_registration(request: pb.RegisterProjectRequest, *, node_code: str) -> None:
     """A project is registered at a town or the county, for villages of its own area."""
     if tier_of(node_code) is Tier.VILLAGE:
         raise IllegalTransition("重大项目（四必评）须在乡镇或县级综治中心登记，村级综治站不能登记")
+    if request.client_request_id and not _REQUEST_ID.match(request.client_request_id):
+        raise InvalidArgument("client_request_id", "请求编号须为 8–80 位字母、数字或 ._:-（可不填）")
     if not request.name.strip() or len(request.name) > 200:
         raise InvalidArgument("name", "须填写项目名称（200 字以内）")
     if request.kind not in KINDS:

@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 
 import grpc
+from sqlmodel import Session
 
 from fengqiao.divisions import Tier
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound, PermissionDenied
@@ -70,7 +71,7 @@ class JointMethods(RoutingBase):
         if spec.tier is not Tier.TOWN:
             raise IllegalTransition("只有乡镇综治中心可以发起三联联合案件")
         jointrules.check_invitations(self._node, list(request.invited), spec.neighbours)
-        event = self._joint_event(str(uuid.uuid4()), request.actor)
+        event = self._joint_event(jointrules.joint_case_id(self._node, request.client_request_id), request.actor)
         event.opened.CopyFrom(
             pb.JointOpened(
                 title=request.title,
@@ -80,7 +81,23 @@ class JointMethods(RoutingBase):
                 invited=request.invited,
             )
         )
-        return await self._record_joint(event)
+        if not request.client_request_id:
+            return await self._record_joint(event)
+        return await self._open_once(event)
+
+    async def _open_once(self, event: pb.JointEvent) -> pb.JointCase:
+        """Open a joint case unless a retry of the same request id opened it already (then
+        that one). Two concurrent openings collide on the case's key; the group write then
+        runs each alone, and the second finds the first."""
+        now = self._clock.now()
+
+        def write(session: Session) -> pb.JointCase:
+            existing = jointstore.get_joint(session, joint_id=event.joint_case_id)
+            return existing or record_joint(session, event=event, county=self._county, now=now)
+
+        case = await self._db.write(write)
+        self._on_commit()
+        return _overdue(case, now)
 
     @grpc_method
     async def AnswerJointInvitation(

@@ -10,6 +10,8 @@ sign-off of a concurrent writer) stays in the timeline, marked as not applied, o
 from __future__ import annotations
 
 import hashlib
+import re
+import uuid
 from collections.abc import Iterable, Sequence
 
 from fengqiao.divisions import Tier, tier_of
@@ -26,6 +28,18 @@ ALERT_KINDS = {
     "other": "其它",
 }
 ALERT_LEVELS = ("low", "medium", "high")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
+_JOINT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:fengqiao:routing:joint-case")
+
+
+def joint_case_id(lead: str, client_request_id: str) -> str:
+    """The id of the joint case a town opens for a client request id (a new one when empty):
+    the same for a retry, so a retried opening finds the first one."""
+    if not client_request_id:
+        return str(uuid.uuid4())
+    if not _REQUEST_ID.match(client_request_id):
+        raise InvalidArgument("client_request_id", "请求编号须为 8–80 位字母、数字或 ._:-（可不填）")
+    return str(uuid.uuid5(_JOINT_IDS, f"{lead}/{client_request_id}"))
 
 
 def order_key(event: pb.JointEvent) -> tuple[int, str, str]:

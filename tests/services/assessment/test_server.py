@@ -1,17 +1,22 @@
 """The subtree sync of projects: replicated events apply once, in order; foreign or malformed ones
-are dead letters."""
+are dead letters. And registration: a retried request id registers its project once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fengqiao.bus import BadMessage, NotYet
 from fengqiao.db import Database
+from fengqiao.grpcutil import channel
+from fengqiao.testing import LocalCounty
 from fengqiao.v1 import assessment_pb2 as pb
+from fengqiao.v1 import assessment_pb2_grpc
 from services.assessment import store
 from services.assessment.server import project_event_handler
 
@@ -81,3 +86,48 @@ def test_foreign_or_malformed_project_events_are_dead_letters(county_db: Databas
         deliver(county_db, pb.ProjectEvent(id="x", project_id="p1", seq=1, node=TOWN))
     with pytest.raises(BadMessage, match="尚未登记"):
         deliver(county_db, event(1))
+
+
+REGISTER = pb.RegisterProjectRequest(
+    name="西关旧村改造拆迁", kind="拆迁", villages=[f"{TOWN}001"], people_affected=120, actor="镇值班员"
+)
+
+
+async def register(local: LocalCounty, request: pb.RegisterProjectRequest) -> pb.Project:
+    async with channel(local[TOWN].grpc_address) as ch:
+        project: pb.Project = await assessment_pb2_grpc.AssessmentStub(ch).RegisterProject(request)
+    return project
+
+
+async def stored_projects(local: LocalCounty) -> list[pb.Project]:
+    db = local[TOWN].ctx.db  # type: ignore[union-attr]
+    return await db.read(lambda s: store.list_projects(s, within=TOWN, limit=100))
+
+
+async def test_a_retried_registration_with_the_same_request_id_gives_the_same_project_once(
+    chain: LocalCounty,
+) -> None:
+    request = pb.RegisterProjectRequest()
+    request.CopyFrom(REGISTER)
+    request.client_request_id = "soak-retry-0001"
+    first = await register(chain, request)
+    again, concurrent = await asyncio.gather(register(chain, request), register(chain, request))
+    assert first.id == again.id == concurrent.id and again.version == 1
+    stored = await stored_projects(chain)
+    assert [p.id for p in stored] == [first.id]
+    db = chain[TOWN].ctx.db  # type: ignore[union-attr]
+    assert [e.seq for e in await db.read(lambda s: store.list_events(s, project_id=first.id))] == [1]
+
+    request.client_request_id = "soak-retry-0002"  # another request id: another project
+    assert (await register(chain, request)).id != first.id
+    plain = [(await register(chain, REGISTER)).id for _ in range(2)]  # no id: as before, two projects
+    assert len(set(plain)) == 2 and len(await stored_projects(chain)) == 4
+
+
+async def test_a_malformed_request_id_is_refused(chain: LocalCounty) -> None:
+    request = pb.RegisterProjectRequest()
+    request.CopyFrom(REGISTER)
+    request.client_request_id = "短"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await register(chain, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "请求编号" in (caught.value.details() or "")

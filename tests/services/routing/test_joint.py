@@ -311,3 +311,42 @@ async def test_a_risk_alert_reaches_a_neighbour_whose_link_was_cut_and_its_ackno
             await refused(local, C, "AcknowledgeRiskAlert", pb.AcknowledgeRiskAlertRequest(id=alert.id, actor="丙镇"))
             == grpc.StatusCode.NOT_FOUND
         )
+
+
+async def test_a_retried_opening_with_the_same_request_id_gives_the_same_joint_case_once(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> None:
+    async with three_towns(tmp_path, nats_server.url, database_url) as local:
+        request = pb.OpenJointCaseRequest(
+            actor="甲镇", title="交界水渠用水纠纷", invited=[B], client_request_id="soak-joint-0001"
+        )
+        first = await rpc(local, A, "OpenJointCase", request)
+        again, concurrent = await asyncio.gather(
+            rpc(local, A, "OpenJointCase", request), rpc(local, A, "OpenJointCase", request)
+        )
+        assert first.id == again.id == concurrent.id and again.event_count == 1
+        held = (await rpc(local, A, "ListJointCases", pb.ListJointCasesRequest())).joint_cases
+        assert [c.id for c in held] == [first.id]
+        db = local[A].ctx.db  # type: ignore[union-attr]
+        assert len(await db.read(lambda s: jointstore.timeline(s, joint_id=first.id))) == 1
+
+        async def county_has_one() -> bool:
+            reply = await rpc(local, COUNTY, "ListJointCases", pb.ListJointCasesRequest())
+            return [c.id for c in reply.joint_cases] == [first.id]
+
+        await eventually(county_has_one, within_s=10, what="the county holds the one joint case")
+        # Another town's request id never names A's case; no request id opens a new one each time.
+        at_b = await rpc(
+            local,
+            B,
+            "OpenJointCase",
+            pb.OpenJointCaseRequest(actor="乙镇", title="另案", invited=[C], client_request_id="soak-joint-0001"),
+        )
+        assert at_b.id != first.id
+        plain = [
+            (await rpc(local, A, "OpenJointCase", pb.OpenJointCaseRequest(actor="甲镇", title="另案", invited=[B]))).id
+            for _ in range(2)
+        ]
+        assert len({first.id, *plain}) == 3
+        bad = pb.OpenJointCaseRequest(actor="甲镇", title="x", invited=[B], client_request_id="短")
+        assert await refused(local, A, "OpenJointCase", bad) == grpc.StatusCode.INVALID_ARGUMENT
