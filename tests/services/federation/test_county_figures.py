@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bench.recompute import expected, observed
 from fengqiao.grpcutil import channel
 from fengqiao.testing import LocalCounty
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
 from services.federation import rules
 from tests.services.federation.live import COUNTY, county_has_everything, drive, this_month
-from tests.services.federation.recompute import expected, observed
 
 
 async def test_county_figures_agree_with_a_recompute_from_the_raw_events(county: LocalCounty) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from bench.recompute import expected, observed
 from fengqiao import casestore
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
@@ -16,7 +17,6 @@ from fengqiao.testing import small_county
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import federation_pb2
 from services.federation import rules, snapshot, views
-from tests.services.federation.recompute import expected, observed
 from tests.services.federation.townlog import TOWN, VILLAGES, make_logs
 
 START = dt.datetime(2026, 11, 1, tzinfo=CHINA_TZ)
