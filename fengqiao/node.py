@@ -279,7 +279,7 @@ async def watch_sources(js: JetStreamContext, topology: Topology, code: str, nc:
     checks = 0
     stale_after_s = SOURCE_STALE_AFTER_S if topology.leafnodes else None
     while True:
-        await asyncio.sleep(0.5 if checks < 120 or topology.leafnodes else 10.0)
+        await asyncio.sleep(0.5 if checks < 120 else 2.0 if topology.leafnodes else 10.0)
         checks += 1
         for name, subjects, sources in stream_plan(topology, code):
             if not sources:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import random
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -96,22 +97,35 @@ class LocalCounty:
         return self.nodes[code]
 
 
-def free_ports(count: int) -> list[int]:
-    """Loopback ports free right now (held open together, so all distinct)."""
-    socks = [socket.socket() for _ in range(count)]
+STABLE_PORTS = range(10000, 32000)
+"""Below Linux's ephemeral range (32768–60999): a port from here is never taken meanwhile by an
+outgoing connection, so a server killed and restarted on it binds it again."""
+
+
+def free_ports(count: int, *, stable: bool = False) -> list[int]:
+    """Loopback ports free right now (held open together, so all distinct); ``stable`` ones
+    from ``STABLE_PORTS``, for servers that will be restarted on the same port."""
+    socks: list[socket.socket] = []
+    candidates = iter(random.sample(STABLE_PORTS, len(STABLE_PORTS))) if stable else None
     try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
+        while len(socks) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", next(candidates) if candidates else 0))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
         return [sock.getsockname()[1] for sock in socks]
     finally:
         for sock in socks:
             sock.close()
 
 
-def with_free_nats_ports(topology: Topology, codes: list[str] | None = None) -> Topology:
+def with_free_nats_ports(topology: Topology, codes: list[str] | None = None, *, stable: bool = False) -> Topology:
     """The topology in leaf mode, with free loopback ports for the nats-servers of ``codes`` (all)."""
     wanted = [n for n in topology.nodes if codes is None or n.code in codes]
-    singles = iter(free_ports(4 * sum(1 for n in wanted if n.nats.servers == 1)))  # all at once: distinct
+    singles = iter(free_ports(4 * sum(1 for n in wanted if n.nats.servers == 1), stable=stable))  # at once: distinct
     ports: dict[str, NatsSpec] = {}
     for spec in wanted:
         n = spec.nats.servers  # a cluster's ports are consecutive: server i uses port + i
@@ -159,6 +173,7 @@ class LeafCounty(LocalCounty):
     servers: dict[str, list[NatsServer]] = dataclasses.field(default_factory=dict)
     proxies: dict[str, list[LinkProxy]] = dataclasses.field(default_factory=dict)
     tls: bool = False
+    stable_ports: bool = False
 
     @classmethod
     async def create(
@@ -170,15 +185,18 @@ class LeafCounty(LocalCounty):
         clock: Clock | None = None,
         limits: dict[str, Limits] | None = None,
         tls: bool = False,
+        stable_ports: bool = False,
     ) -> LeafCounty:
-        """Render and start every node's nats-server (not the nodes: ``start`` them)."""
+        """Render and start every node's nats-server (not the nodes: ``start`` them); with
+        ``stable_ports``, every server and proxy port is outside the ephemeral range."""
         county = cls(topology, workdir, "", database_url, clock=clock, tls=tls)
         if tls:
             pki.init_ca(county.tls_dir, county=topology.county.code, name="测试县", now=dt.datetime.now(dt.UTC))
             for spec in topology.nodes:
                 county.issue(spec.code)
-        county.topology = with_free_nats_ports(topology)
+        county.topology = with_free_nats_ports(topology, stable=stable_ports)
         county.apply_limits(limits or {})
+        county.stable_ports = stable_ports
         await county._link_all()
         county.render()
         for spec in sorted(county.topology.nodes, key=lambda n: n.tier):
@@ -195,7 +213,10 @@ class LeafCounty(LocalCounty):
         for spec in self.topology.nodes:
             if spec.parent is not None and spec.code not in self.proxies:
                 parent = self.topology.node(spec.parent).nats
-                self.proxies[spec.code] = [await LinkProxy(parent.leaf_port + i).start() for i in range(parent.servers)]
+                ports = free_ports(parent.servers, stable=True) if self.stable_ports else [0] * parent.servers
+                self.proxies[spec.code] = [
+                    await LinkProxy(parent.leaf_port + i, port=port).start() for i, port in enumerate(ports)
+                ]
             if spec.parent is not None:
                 urls = tuple(f"nats-leaf://127.0.0.1:{p.port}" for p in self.proxies[spec.code])
                 spec = dataclasses.replace(spec, nats=dataclasses.replace(spec.nats, upstream=urls))
