@@ -184,6 +184,8 @@ def source_silent_s(source: js_api.StreamSourceInfo) -> float:
 
 
 Handler = Callable[[Session, Msg], None]
+BatchHandler = Callable[[Session, Sequence[Msg]], None]
+"""Applies a batch at once; raising makes the consumer fall back to ``Handler`` one by one."""
 
 ACK_WAIT_S = 10.0
 """How long a fetched message waits for its acknowledgement before JetStream delivers it again.
@@ -215,6 +217,7 @@ class InboxConsumer:
         poll_s: float = 0.05,
         idle_wait_s: float = 5.0,
         on_applied: Callable[[], None] | None = None,
+        handle_many: BatchHandler | None = None,
     ) -> None:
         self._js = js
         self._db = db
@@ -228,6 +231,7 @@ class InboxConsumer:
         self._poll = poll_s
         self._idle_wait = idle_wait_s
         self._on_applied = on_applied
+        self._handle_many = handle_many
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or confirm) the durable consumer and bind a pull subscription to it."""
@@ -293,8 +297,27 @@ class InboxConsumer:
             self._on_applied()
 
     def _apply_all(self, session: Session, msgs: list[Msg]) -> None:
-        for msg in msgs:
-            self.apply(session, msg)
+        if self._handle_many is None:
+            for msg in msgs:
+                self.apply(session, msg)
+            return
+        inbox = InboxRecord.__table__  # type: ignore[attr-defined]
+        connection = session.connection()
+        by_id = {self.message_id(msg): msg for msg in msgs}
+        seen = set(
+            connection.execute(
+                sa_select(inbox.c.message_id).where(
+                    inbox.c.consumer == self._durable, inbox.c.message_id.in_(list(by_id))
+                )
+            ).scalars()
+        )
+        fresh = {mid: msg for mid, msg in by_id.items() if mid not in seen}
+        if not fresh:
+            return
+        self._handle_many(session, list(fresh.values()))
+        now = self._now()
+        rows = [{"consumer": self._durable, "message_id": mid, "processed_at": now} for mid in fresh]
+        connection.execute(insert(inbox), rows)
 
     async def _process_one(self, msg: Msg) -> None:
         message_id = self.message_id(msg)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from google.protobuf.message import Message
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
@@ -191,6 +191,41 @@ def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime)
         case = lifecycle.apply(case, pb.CaseEvent.FromString(data))
     _save_projections(session, new=[case] if version_before == 0 else [], changed=[case] if version_before else [])
     return True
+
+
+def store_replicated_many(session: Session, *, events: Sequence[pb.CaseEvent], now: dt.datetime) -> int:
+    """``store_replicated`` for a batch, in a handful of statements instead of five per event:
+    the same duplicates ignored, the same waiting for predecessors, the same folds. Returns
+    how many events were new."""
+    connection = session.connection()
+    ids = list(dict.fromkeys(e.id for e in events))
+    known = set(connection.execute(sa_select(_EVENTS.c.id).where(_EVENTS.c.id.in_(ids))).scalars())
+    fresh = list({e.id: e for e in events if e.id not in known}.values())
+    if not fresh:
+        return 0
+    _insert_events(session, fresh, now=now)
+    affected = list(dict.fromkeys(e.case_id for e in fresh))
+    cases = {
+        case_id: pb.Case.FromString(data)
+        for case_id, data in connection.execute(sa_select(_CASES.c.id, _CASES.c.data).where(_CASES.c.id.in_(affected)))
+    }
+    # every stored event not yet folded into its case: this batch's and any that came early
+    unfolded = connection.execute(
+        sa_select(_EVENTS.c.case_id, _EVENTS.c.seq, _EVENTS.c.data)
+        .select_from(_EVENTS.outerjoin(_CASES, _CASES.c.id == _EVENTS.c.case_id))
+        .where(_EVENTS.c.case_id.in_(affected), _EVENTS.c.seq > func.coalesce(_CASES.c.version, 0))
+        .order_by(_EVENTS.c.case_id, _EVENTS.c.seq)
+    )
+    new: dict[str, pb.Case] = {}
+    changed: dict[str, pb.Case] = {}
+    for case_id, seq, data in unfolded:
+        case = changed.get(case_id) or new.get(case_id) or cases.get(case_id)
+        if seq != (case.version if case is not None else 0) + 1:
+            continue  # waits for its predecessors
+        folded = lifecycle.apply(case, pb.CaseEvent.FromString(data))
+        (changed if case_id in cases else new)[case_id] = folded
+    _save_projections(session, new=list(new.values()), changed=list(changed.values()))
+    return len(fresh)
 
 
 def list_events(session: Session, *, case_id: str) -> list[pb.CaseEvent]:

@@ -72,6 +72,7 @@ class NodeContext:
         handle: bus.Handler,
         on_applied: Callable[[], None] | None = None,
         batch: int = 256,
+        handle_many: bus.BatchHandler | None = None,
     ) -> bus.InboxConsumer:
         """An inbox consumer on this node's bus and database."""
         return bus.InboxConsumer(
@@ -84,6 +85,7 @@ class NodeContext:
             now=self.clock.now,
             on_applied=on_applied,
             batch=batch,
+            handle_many=handle_many,
         )
 
 

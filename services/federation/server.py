@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from sqlmodel import Session
 
 from fengqiao import casestore
-from fengqiao.bus import BadMessage, Handler
+from fengqiao.bus import BadMessage, BatchHandler, Handler
 from fengqiao.clock import CHINA_TZ, Clock
 from fengqiao.divisions import Tier, down_filter, down_stream, events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition
@@ -37,27 +37,44 @@ SYNC_CONSUMER = "fq-subtree-sync"
 DOWN_CONSUMER = "fq-downward-sync"
 
 
+def _replicated_event(node_code: str, msg: Msg, *, from_above: bool) -> case_pb2.CaseEvent:
+    """The event a replicated message carries, if it may be stored here; else ``BadMessage``."""
+    try:
+        event = case_pb2.CaseEvent.FromString(msg.data)
+    except DecodeError as exc:
+        raise BadMessage(f"无法解析的案件事件：{exc}") from exc
+    if not event.id or not event.case_id or event.seq < 1:
+        raise BadMessage("案件事件缺少编号、案件编号或序号")
+    if from_above and not is_within(node_code, event.node):
+        raise BadMessage(f"下行事件来自非上级节点 {event.node}")
+    if not from_above and not is_within(event.node, node_code):
+        raise BadMessage(f"事件来自辖区外的节点 {event.node}")
+    return event
+
+
 def subtree_event_handler(node_code: str, clock: Clock, *, from_above: bool = False) -> Handler:
     """The inbox handler storing a replicated event — from below, or from the tiers above for
     the cases that came from here; malformed ones become dead letters."""
 
     def handle(session: Session, msg: Msg) -> None:
-        try:
-            event = case_pb2.CaseEvent.FromString(msg.data)
-        except DecodeError as exc:
-            raise BadMessage(f"无法解析的案件事件：{exc}") from exc
-        if not event.id or not event.case_id or event.seq < 1:
-            raise BadMessage("案件事件缺少编号、案件编号或序号")
-        if from_above and not is_within(node_code, event.node):
-            raise BadMessage(f"下行事件来自非上级节点 {event.node}")
-        if not from_above and not is_within(event.node, node_code):
-            raise BadMessage(f"事件来自辖区外的节点 {event.node}")
+        event = _replicated_event(node_code, msg, from_above=from_above)
         try:
             casestore.store_replicated(session, event=event, now=clock.now())
         except IllegalTransition as exc:
             raise BadMessage(exc.message) from exc
 
     return handle
+
+
+def subtree_batch_handler(node_code: str, clock: Clock, *, from_above: bool = False) -> BatchHandler:
+    """``subtree_event_handler`` for a whole fetched batch in one go (the county's hot path);
+    any bad message sends the batch back to the one-by-one handler, which dead-letters it."""
+
+    def handle_many(session: Session, msgs: Sequence[Msg]) -> None:
+        events = [_replicated_event(node_code, msg, from_above=from_above) for msg in msgs]
+        casestore.store_replicated_many(session, events=events, now=clock.now())
+
+    return handle_many
 
 
 def feed_publisher(
@@ -108,6 +125,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             durable=SYNC_CONSUMER,
             filter_subjects=[subtree_subjects(c.code, kind="case") for c in children],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock),
+            handle_many=subtree_batch_handler(ctx.spec.code, ctx.clock),
             batch=settings.sync_batch,
         )
         parts.tasks.append(consumer.run)
@@ -118,6 +136,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             durable=DOWN_CONSUMER,
             filter_subjects=[down_filter(ctx.spec.code, sender=a.code, kind="case") for a in ancestors],
             handle=subtree_event_handler(ctx.spec.code, ctx.clock, from_above=True),
+            handle_many=subtree_batch_handler(ctx.spec.code, ctx.clock, from_above=True),
             batch=settings.sync_batch,
         )
         parts.tasks.append(downward.run)

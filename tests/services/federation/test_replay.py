@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import text
 
 from bench.recompute import expected, observed
 from fengqiao import casestore
@@ -97,3 +98,38 @@ def test_replay_order_does_not_change_any_figure(db: Database, database_url: Cal
         assert stats(other, now=now) == in_order
     finally:
         other.close()
+
+
+def projections(db: Database) -> tuple[list[tuple[object, ...]], list[str]]:
+    """Every case projection and every stored event id, in a comparable order."""
+    cases = db.transaction(
+        lambda s: [tuple(r) for r in s.execute(text("SELECT id, version, holder_node, status, data FROM case_record"))]
+    )
+    events = db.transaction(lambda s: [r[0] for r in s.execute(text("SELECT id FROM case_event"))])
+    return sorted(cases), sorted(events)
+
+
+def test_batches_store_exactly_what_one_event_at_a_time_stores(
+    db: Database, database_url: Callable[[str], str]
+) -> None:
+    logs = make_logs(5, start=START, days=28, per_node=20, late=LATE)
+    events = [e for log in logs for e in log.events]
+    rng = random.Random(5)
+    stream = events + rng.sample(events, len(events) // 3)  # some twice, some twice in one batch
+    rng.shuffle(stream)
+    now = START + dt.timedelta(days=29)
+    deliver(db, stream, now=now)
+    batched = Database(database_url("batched"))
+    batched.create_all()
+    try:
+        offset = 0
+        while offset < len(stream):
+            size = rng.choice((1, 7, 64, 256))
+            chunk = stream[offset : offset + size]
+            offset += size
+            batched.transaction(lambda s, c=chunk: casestore.store_replicated_many(s, events=c, now=now))  # type: ignore[misc]
+        one_by_one, in_batches = projections(db), projections(batched)
+        assert len(one_by_one[0]) == len(logs) and len(one_by_one[1]) == len(events)
+        assert in_batches == one_by_one
+    finally:
+        batched.close()
