@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from sqlalchemy.exc import DataError
 
 from fengqiao import errors, telemetry
 from fengqiao.errors import InvalidArgument
@@ -52,6 +53,10 @@ def grpc_method(fn: Method[Req, Resp]) -> Method[Req, Resp]:
             return await fn(self, request, context)
         except errors.FengqiaoError as exc:
             await context.abort(status_for(exc), exc.message)
+            raise  # unreachable: abort raises
+        except DataError as exc:  # e.g. a NUL byte, which PostgreSQL text cannot hold
+            log.info("%s: data the database refuses: %s", fn.__name__, exc.orig)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "请求中含有无法保存的字符（如 NUL 字节）")
             raise  # unreachable: abort raises
 
     return wrapper
@@ -107,13 +112,25 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 def channel(
-    address: str, *, timeout_s: float = 5.0, credentials: grpc.ChannelCredentials | None = None
+    address: str,
+    *,
+    timeout_s: float = 5.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    max_reconnect_backoff_s: float | None = None,
 ) -> grpc.aio.Channel:
     """A traced client channel — over mTLS when given ``credentials`` — whose calls get
-    ``timeout_s`` unless they set a deadline."""
+    ``timeout_s`` unless they set a deadline. gRPC waits ever longer (up to two minutes)
+    between attempts to reach a server that is down; ``max_reconnect_backoff_s`` caps that,
+    for clients that must notice a restarted server at once."""
     tracing = list(aio_client_interceptors()) if telemetry.enabled() else []
     interceptors = [_DefaultDeadline(timeout_s), *tracing]
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+    options: list[tuple[str, int]] = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+    if max_reconnect_backoff_s is not None:
+        backoff_ms = int(max_reconnect_backoff_s * 1000)
+        options += [
+            ("grpc.max_reconnect_backoff_ms", backoff_ms),
+            ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, 200)),
+        ]
     if credentials is None:
         return grpc.aio.insecure_channel(address, interceptors=interceptors, options=options)
     return grpc.aio.secure_channel(address, credentials, interceptors=interceptors, options=options)
