@@ -118,6 +118,11 @@ class Database:
             self._jobs_ready.clear()
             while self._jobs:
                 jobs, self._jobs = self._jobs[:256], self._jobs[256:]
+                # a write whose caller gave up (its gRPC deadline passed) is not made: under
+                # overload, retries would otherwise queue behind the abandoned attempts
+                jobs = [job for job in jobs if not job[2].cancelled()]
+                if not jobs:
+                    continue
                 outcomes = await loop.run_in_executor(self._executor, self._run_jobs, jobs)
                 for (_, _, future), (ok, value) in zip(jobs, outcomes, strict=True):
                     if future.done():
