@@ -11,7 +11,6 @@ joint cases it was invited to, so elsewhere an id is simply NOT_FOUND.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import grpc
 from sqlmodel import Session
@@ -39,10 +38,12 @@ class JointMethods(RoutingBase):
     def _county(self) -> str:
         return self._topology.county.code
 
-    def _joint_event(self, joint_id: str, actor: str) -> pb.JointEvent:
+    def _joint_event(self, joint_id: str, actor: str, client_request_id: str = "") -> pb.JointEvent:
+        """A new event of this center; its id follows from ``client_request_id`` when given."""
         if not actor.strip():
             raise InvalidArgument("actor", "操作人不能为空")
-        event = pb.JointEvent(id=str(uuid.uuid4()), joint_case_id=joint_id, node=self._node, actor=actor)
+        event_id = jointrules.event_id(self._node, joint_id, client_request_id)
+        event = pb.JointEvent(id=event_id, joint_case_id=joint_id, node=self._node, actor=actor)
         event.at.FromDatetime(self._clock.now())
         return event
 
@@ -99,6 +100,25 @@ class JointMethods(RoutingBase):
         self._on_commit()
         return _overdue(case, now)
 
+    async def _add_once(self, event: pb.JointEvent, client_request_id: str) -> pb.JointCase:
+        """Record an event added under a client request id unless a retry of that request added
+        it already (its id follows from the request id): then the joint case as it is. Two
+        identical requests in one group write share its session, so the second finds the
+        first's event; in separate transactions the case's row lock orders them."""
+        if not client_request_id:
+            return await self._record_joint(event)
+        now = self._clock.now()
+
+        def write(session: Session) -> pb.JointCase:
+            current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
+            if current is not None and jointstore.has_event(session, event_id=event.id):
+                return current
+            return record_joint(session, event=event, county=self._county, now=now)
+
+        case = await self._db.write(write)
+        self._on_commit()
+        return _overdue(case, now)
+
     @grpc_method
     async def AnswerJointInvitation(
         self, request: pb.AnswerJointInvitationRequest, context: grpc.aio.ServicerContext
@@ -111,28 +131,28 @@ class JointMethods(RoutingBase):
     @grpc_method
     async def AddJointNote(self, request: pb.AddJointNoteRequest, context: grpc.aio.ServicerContext) -> pb.JointCase:
         await self._held(request.id)
-        event = self._joint_event(request.id, request.actor)
+        event = self._joint_event(request.id, request.actor, request.client_request_id)
         event.note = request.text
-        return await self._record_joint(event)
+        return await self._add_once(event, request.client_request_id)
 
     @grpc_method
     async def AddJointMember(
         self, request: pb.AddJointMemberRequest, context: grpc.aio.ServicerContext
     ) -> pb.JointCase:
         await self._held(request.id)
-        event = self._joint_event(request.id, request.actor)
+        event = self._joint_event(request.id, request.actor, request.client_request_id)
         event.member_added.CopyFrom(request.member)
         event.member_added.node = request.member.node or self._node
-        return await self._record_joint(event)
+        return await self._add_once(event, request.client_request_id)
 
     @grpc_method
     async def AddJointTask(self, request: pb.AddJointTaskRequest, context: grpc.aio.ServicerContext) -> pb.JointCase:
         await self._held(request.id)
-        event = self._joint_event(request.id, request.actor)
+        event = self._joint_event(request.id, request.actor, request.client_request_id)
         event.task_added.CopyFrom(pb.JointTaskAdded(node=request.node or self._node, title=request.title))
         if request.HasField("deadline"):
             event.task_added.deadline.CopyFrom(request.deadline)
-        return await self._record_joint(event)
+        return await self._add_once(event, request.client_request_id)
 
     @grpc_method
     async def CompleteJointTask(

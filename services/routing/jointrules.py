@@ -30,6 +30,7 @@ ALERT_KINDS = {
 ALERT_LEVELS = ("low", "medium", "high")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
 _JOINT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:fengqiao:routing:joint-case")
+_EVENT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:fengqiao:routing:joint-event")
 
 
 def joint_case_id(lead: str, client_request_id: str) -> str:
@@ -40,6 +41,16 @@ def joint_case_id(lead: str, client_request_id: str) -> str:
     if not _REQUEST_ID.match(client_request_id):
         raise InvalidArgument("client_request_id", "请求编号须为 8–80 位字母、数字或 ._:-（可不填）")
     return str(uuid.uuid5(_JOINT_IDS, f"{lead}/{client_request_id}"))
+
+
+def event_id(node: str, joint_id: str, client_request_id: str) -> str:
+    """The id of the event a center adds to a joint case for a client request id (a new one
+    when empty): the same for a retry, so the retry finds the first one's event."""
+    if not client_request_id:
+        return str(uuid.uuid4())
+    if not _REQUEST_ID.match(client_request_id):
+        raise InvalidArgument("client_request_id", "请求编号须为 8–80 位字母、数字或 ._:-（可不填）")
+    return str(uuid.uuid5(_EVENT_IDS, f"{node}/{joint_id}/{client_request_id}"))
 
 
 def order_key(event: pb.JointEvent) -> tuple[int, str, str]:

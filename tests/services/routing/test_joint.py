@@ -350,3 +350,56 @@ async def test_a_retried_opening_with_the_same_request_id_gives_the_same_joint_c
         assert len({first.id, *plain}) == 3
         bad = pb.OpenJointCaseRequest(actor="甲镇", title="x", invited=[B], client_request_id="短")
         assert await refused(local, A, "OpenJointCase", bad) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_retried_note_member_or_task_with_the_same_request_id_is_added_once(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> None:
+    async with three_towns(tmp_path, nats_server.url, database_url) as local:
+        opened = await rpc(local, A, "OpenJointCase", pb.OpenJointCaseRequest(actor="甲镇", title="x", invited=[B]))
+        jid = opened.id
+
+        def note(text: str, request_id: str = "") -> pb.AddJointNoteRequest:
+            return pb.AddJointNoteRequest(id=jid, actor="甲镇记录员", text=text, client_request_id=request_id)
+
+        first = await rpc(local, A, "AddJointNote", note("召集双方面谈", "soak-note-0001"))
+        again, twin, other = await asyncio.gather(  # a retry, its concurrent twin, and a retry by mistake
+            rpc(local, A, "AddJointNote", note("召集双方面谈", "soak-note-0001")),
+            rpc(local, A, "AddJointNote", note("召集双方面谈", "soak-note-0001")),
+            rpc(local, A, "AddJointNote", note("另一条记录", "soak-note-0001")),
+        )
+        assert first.event_count == again.event_count == twin.event_count == other.event_count == 2
+        assert first.timeline_hash == again.timeline_hash == twin.timeline_hash
+        # Another request id, or none (as before), adds a note each time.
+        for request in (
+            note("实地查看", "soak-note-0002"),
+            note("实地查看", "soak-note-0003"),
+            note("档案"),
+            note("档案"),
+        ):
+            await rpc(local, A, "AddJointNote", request)
+
+        member = pb.JointMember(name="王组长", unit="司法所", role="组长")
+        task = pb.AddJointTaskRequest(id=jid, actor="甲镇", title="核实现场", client_request_id="soak-task-0001")
+        task.deadline.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+        for _ in range(2):
+            add = pb.AddJointMemberRequest(id=jid, actor="甲镇", member=member, client_request_id="soak-member-0001")
+            await rpc(local, A, "AddJointMember", add)
+            case = await rpc(local, A, "AddJointTask", task)
+        assert ([m.name for m in case.members], [t.id for t in case.tasks]) == (["王组长"], ["T1"])
+        assert case.event_count == 1 + 5 + 2
+
+        timeline = await rpc(local, A, "GetJointTimeline", pb.GetJointCaseRequest(id=jid))
+        notes = [e.event.note for e in timeline.entries if e.event.WhichOneof("payload") == "note"]
+        assert sorted(notes) == sorted(["召集双方面谈", "实地查看", "实地查看", "档案", "档案"])
+        assert all(e.applied for e in timeline.entries)
+
+        async def same_everywhere() -> bool:
+            return await same_timeline(local, jid, (A, B, COUNTY), 8)
+
+        await eventually(same_everywhere, within_s=10, what="one timeline of 8 events at A, B and the county")
+        # The same request id at another center is another write; a malformed one is refused.
+        at_county = await rpc(local, COUNTY, "AddJointNote", note("县级督办", "soak-note-0001"))
+        assert at_county.event_count == 9
+        bad = note("x", "短")
+        assert await refused(local, A, "AddJointNote", bad) == grpc.StatusCode.INVALID_ARGUMENT
