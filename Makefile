@@ -76,6 +76,12 @@ fmt: install ## format the code
 bench: install ## run the benchmarks (B=name for one) into bench/results/latest.jsonl
 	$(PY) -m bench $(B)
 
+SOAK_MINUTES ?= 10
+
+.PHONY: soak
+soak: install ## a year of a 5-town county in SOAK_MINUTES (10) under chaos, then checked (ARGS="--help")
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES) $(ARGS)
+
 .PHONY: clean
 clean: ## remove the virtualenv, the stubs and demo state
 	rm -rf $(VENV) fengqiao/v1 .fengqiao .pytest_cache .mypy_cache .ruff_cache
