@@ -82,7 +82,10 @@ async def start_server(
     """Start a traced gRPC server with health checking and reflection — over TLS when given
     ``credentials`` — and return it and its port."""
     interceptors = [*([aio_server_interceptor()] if telemetry.enabled() else []), *interceptors]
-    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+    # No SO_REUSEPORT (gRPC's default): a second process of the same node must fail to bind,
+    # not silently share the port and answer half the calls from another store.
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for reg in registrations:
@@ -90,7 +93,13 @@ async def start_server(
     names = [reg.name for reg in registrations]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     address = f"{host}:{port}"
-    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        bound = 0
     if bound == 0:
         raise errors.Unavailable(f"gRPC 端口 {host}:{port} 无法绑定（可能已被占用）")
     await server.start()
