@@ -28,6 +28,7 @@ from fengqiao import sealing
 from fengqiao.grpcutil import channel
 from fengqiao.handling import run_handling
 from fengqiao.natsserver import NatsServer
+from fengqiao.processes import stop_process
 from fengqiao.render import client_urls, render, server_files
 from fengqiao.simulator import run_simulator
 from fengqiao.topology import Topology, dump_topology, load_topology
@@ -111,16 +112,6 @@ def busy_ports(ports: list[int]) -> list[int]:
             except OSError:
                 taken.append(port)
     return taken
-
-
-def _stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_healthy(topology: Topology, procs: dict[str, subprocess.Popen[bytes]], logs: Path) -> str | None:
@@ -236,7 +227,7 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
         return 0
     finally:
         for process in procs.values():
-            _stop(process)
+            stop_process(process)
         for server in servers:
             server.stop()
         print("[演示] 已停止所有进程。", flush=True)

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from fengqiao.errors import Unavailable
+from fengqiao.processes import kill_process, stop_process
 
 MIN_VERSION = (2, 14)
 
@@ -79,17 +80,8 @@ class NatsServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server gracefully, killing it if it does not exit in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        kill_process(self.process)

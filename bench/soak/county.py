@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fengqiao.grpcutil import channel
+from fengqiao.processes import kill_process, stop_process
 from fengqiao.testing import PERSONAL_DATA_KEY, TOKEN_SECRET, LeafCounty, free_ports, small_county
 from fengqiao.topology import Topology
 
@@ -74,20 +74,10 @@ class NodeProcess:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, mid-write, as a power cut would."""
-        if self.running:
-            assert self.process is not None
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        kill_process(self.process)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self.running:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s)
 
 
 class SoakCounty:
