@@ -171,26 +171,7 @@ def store_replicated(session: Session, *, event: pb.CaseEvent, now: dt.datetime)
     Events may arrive late, twice or out of order: duplicates are ignored and an event whose
     predecessors are missing waits in the log until they come. Returns False for a duplicate.
     """
-    connection = session.connection()
-    if connection.execute(sa_select(_EVENTS.c.id).where(_EVENTS.c.id == event.id)).first() is not None:
-        return False
-    _insert_events(session, [event], now=now)
-    case = load_case(session, case_id=event.case_id)
-    version_before = 0 if case is None else case.version
-    if event.seq != version_before + 1:
-        return True  # waits for its predecessors
-    case = lifecycle.apply(case, event)
-    waiting = connection.execute(
-        sa_select(_EVENTS.c.seq, _EVENTS.c.data)
-        .where(_EVENTS.c.case_id == event.case_id, _EVENTS.c.seq > event.seq)
-        .order_by(_EVENTS.c.seq)
-    )
-    for seq, data in waiting:
-        if seq != case.version + 1:
-            break
-        case = lifecycle.apply(case, pb.CaseEvent.FromString(data))
-    _save_projections(session, new=[case] if version_before == 0 else [], changed=[case] if version_before else [])
-    return True
+    return store_replicated_many(session, events=[event], now=now) == 1
 
 
 def store_replicated_many(session: Session, *, events: Sequence[pb.CaseEvent], now: dt.datetime) -> int:
