@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -171,8 +172,8 @@ class Node:
         if settings.serve_http:
             await self._start_http()
         log.info(
-            "node %s (%s) serving gRPC %s, HTTP %s:%s",
-            self.spec.code, self.spec.name, self.grpc_address, self.spec.host, self.http_port,
+            "node %s (%s) pid %d serving gRPC %s, HTTP %s:%s",
+            self.spec.code, self.spec.name, os.getpid(), self.grpc_address, self.spec.host, self.http_port,
         )  # fmt: skip
 
     async def _start_http(self) -> None:
