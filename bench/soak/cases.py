@@ -89,13 +89,14 @@ class CaseDriver:
             await self.drive(case, facts, rng)
         except (GaveUp, grpc.aio.AioRpcError) as exc:
             key = self.ledger.case_of.get(rid, rid)
-            self.ledger.unfinished[key] = f"{type(exc).__name__}: {exc}"
-            log.warning("case %s unfinished: %s", key, exc)
+            why = f"{exc.code().name} {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else f"GaveUp: {exc}"
+            self.ledger.unfinished[key] = why
+            log.warning("case %s unfinished: %s", key, why)
 
     async def drive(self, case: pb.Case, facts: Facts, rng: random.Random) -> None:
         here = case.holder_node
         flags: set[str] = set()
-        refusals = 0
+        stuck = 0  # refusals in a row after which the case read again had not moved on
         while case.status != S.CASE_STATUS_ARCHIVED:
             if case.status == S.CASE_STATUS_ESCALATING or case.holder_node != here:
                 # on its way up, or already taken up (the copy here may show either)
@@ -107,26 +108,42 @@ class CaseDriver:
             try:
                 case = await persist(call, what=f"{name} {case.id}", within_s=self.within_s)
                 self.ledger.steps[name] += 1
-                refusals = 0
+                stuck = 0
             except grpc.aio.AioRpcError as exc:
-                refusals += 1
-                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or refusals > 3:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
-                # an earlier attempt whose answer was lost did commit: read where the case is
+                # refused as done: an attempt whose answer was lost did commit, so read where
+                # the case is. Under chaos many steps in a row may each lose their answer; only
+                # refusals that the case does not move on from count towards giving up.
                 self.ledger.retried_unknown += 1
                 before = (case.status, case.version)
                 case = await self._read(case.id, here)
-                after = (case.status, case.version)
-                (log.warning if after == before else log.debug)(
-                    "%s of %s at %s refused (%s); (status, version) before %s, read again %s",
-                    name, case.id, here, exc.details(), before, after,
+                if case.status != before[0]:
+                    stuck = 0
+                    continue
+                stuck += 1
+                log.warning(
+                    "%s of %s at %s refused (%s), yet read again it is still %s; log there: %s",
+                    name, case.id, here, exc.details(), before, await self._log(case.id, here),
                 )  # fmt: skip
+                if stuck > 3:
+                    raise
         self.ledger.holder[case.id] = here
         self.ledger.archived.add(case.id)
 
     async def _read(self, case_id: str, at: str) -> pb.Case:
         request = intake_pb2.GetCaseRequest(id=case_id)
-        return await persist(lambda: self.nodes.intake(at).GetCase(request), what=f"read {case_id}", within_s=60)
+        return await persist(
+            lambda: self.nodes.intake(at).GetCase(request), what=f"read {case_id}", within_s=self.within_s
+        )
+
+    async def _log(self, case_id: str, at: str) -> str:
+        """The case's event log at ``at``, one ``seq:type@node`` per event (for diagnosis)."""
+        request = intake_pb2.ListCaseEventsRequest(case_id=case_id)
+        reply = await persist(
+            lambda: self.nodes.intake(at).ListCaseEvents(request), what=f"log {case_id}", within_s=self.within_s
+        )
+        return " ".join(f"{e.seq}:{e.WhichOneof('payload')}@{e.node}" for e in reply.events)
 
     async def _arrival(self, case_id: str, at: str) -> pb.Case:
         """The case once the tier above holds it (its escalation travels the bus)."""
