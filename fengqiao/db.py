@@ -10,8 +10,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import sqlite3
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,70 +37,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class _SqliteCursor(sqlite3.Cursor):
-    """A cursor that remembers its SQL and whether it was closed (for ``_SqliteConnection``)."""
-
-    sql = ""
-    closed = False
-
-    def execute(self, sql: str, parameters: Any = (), /) -> _SqliteCursor:
-        self.sql = sql
-        return super().execute(sql, parameters)
-
-    def close(self) -> None:
-        self.closed = True
-        super().close()
-
-
-class _SqliteConnection(sqlite3.Connection):
-    """A SQLite connection that can close every cursor it handed out.
-
-    A query whose rows were not all read — its reader raised midway, and the exception's
-    traceback keeps the cursor alive — holds its statement open, and in WAL mode an open
-    statement pins the connection's read snapshot: back in the pool, the connection would
-    answer later transactions from the past (a case read as it was minutes ago) while the
-    writes see the present. ``close_cursors`` runs whenever a connection returns to the pool.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._cursors: weakref.WeakSet[_SqliteCursor] = weakref.WeakSet()
-
-    def cursor(self, factory: Any = _SqliteCursor) -> Any:
-        cursor = super().cursor(factory)
-        if isinstance(cursor, _SqliteCursor):
-            self._cursors.add(cursor)
-        return cursor
-
-    def close_cursors(self) -> list[str]:
-        """Close every cursor still open; returns the SQL of those that still had rows."""
-        abandoned = []
-        for cursor in list(self._cursors):
-            if cursor.closed:
-                continue
-            try:
-                if cursor.description is not None and cursor.fetchone() is not None:
-                    abandoned.append(cursor.sql)
-            except sqlite3.Error:
-                pass
-            cursor.close()
-        self._cursors.clear()
-        return abandoned
-
-
-def _close_cursors(dbapi_connection: Any, _record: Any) -> None:
-    abandoned = dbapi_connection.close_cursors()
-    for sql in abandoned:
-        log.warning("a query's rows were left unread (closed on return to the pool): %s", " ".join(sql.split()))
-
-
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings this project relies on."""
     if url.startswith("sqlite"):
-        connect_args = {"check_same_thread": False, "factory": _SqliteConnection}
-        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+        engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine.pool, "checkin", _close_cursors)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
