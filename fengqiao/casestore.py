@@ -190,13 +190,15 @@ def store_replicated_many(session: Session, *, events: Sequence[pb.CaseEvent], n
         case_id: pb.Case.FromString(data)
         for case_id, data in connection.execute(sa_select(_CASES.c.id, _CASES.c.data).where(_CASES.c.id.in_(affected)))
     }
-    # every stored event not yet folded into its case: this batch's and any that came early
+    # every stored event not yet folded into its case: this batch's and any that came early.
+    # Read whole before folding: a fold that raises must not leave the query open, which on
+    # SQLite (WAL) would pin the pooled connection to this moment's snapshot.
     unfolded = connection.execute(
         sa_select(_EVENTS.c.case_id, _EVENTS.c.seq, _EVENTS.c.data)
         .select_from(_EVENTS.outerjoin(_CASES, _CASES.c.id == _EVENTS.c.case_id))
         .where(_EVENTS.c.case_id.in_(affected), _EVENTS.c.seq > func.coalesce(_CASES.c.version, 0))
         .order_by(_EVENTS.c.case_id, _EVENTS.c.seq)
-    )
+    ).all()
     new: dict[str, pb.Case] = {}
     changed: dict[str, pb.Case] = {}
     for case_id, seq, data in unfolded:
