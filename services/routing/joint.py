@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
-from sqlmodel import Session
 
 from fengqiao.divisions import Tier
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound, PermissionDenied
@@ -72,7 +71,8 @@ class JointMethods(RoutingBase):
         if spec.tier is not Tier.TOWN:
             raise IllegalTransition("只有乡镇综治中心可以发起三联联合案件")
         jointrules.check_invitations(self._node, list(request.invited), spec.neighbours)
-        event = self._joint_event(jointrules.joint_case_id(self._node, request.client_request_id), request.actor)
+        joint_id = jointrules.joint_case_id(self._node, request.client_request_id)
+        event = self._joint_event(joint_id, request.actor, request.client_request_id)
         event.opened.CopyFrom(
             pb.JointOpened(
                 title=request.title,
@@ -82,42 +82,7 @@ class JointMethods(RoutingBase):
                 invited=request.invited,
             )
         )
-        if not request.client_request_id:
-            return await self._record_joint(event)
-        return await self._open_once(event)
-
-    async def _open_once(self, event: pb.JointEvent) -> pb.JointCase:
-        """Open a joint case unless a retry of the same request id opened it already (then
-        that one). Two concurrent openings collide on the case's key; the group write then
-        runs each alone, and the second finds the first."""
-        now = self._clock.now()
-
-        def write(session: Session) -> pb.JointCase:
-            existing = jointstore.get_joint(session, joint_id=event.joint_case_id)
-            return existing or record_joint(session, event=event, county=self._county, now=now)
-
-        case = await self._db.write(write)
-        self._on_commit()
-        return _overdue(case, now)
-
-    async def _add_once(self, event: pb.JointEvent, client_request_id: str) -> pb.JointCase:
-        """Record an event added under a client request id unless a retry of that request added
-        it already (its id follows from the request id): then the joint case as it is. Two
-        identical requests in one group write share its session, so the second finds the
-        first's event; in separate transactions the case's row lock orders them."""
-        if not client_request_id:
-            return await self._record_joint(event)
-        now = self._clock.now()
-
-        def write(session: Session) -> pb.JointCase:
-            current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
-            if current is not None and jointstore.has_event(session, event_id=event.id):
-                return current
-            return record_joint(session, event=event, county=self._county, now=now)
-
-        case = await self._db.write(write)
-        self._on_commit()
-        return _overdue(case, now)
+        return await self._record_joint(event)
 
     @grpc_method
     async def AnswerJointInvitation(
@@ -133,7 +98,7 @@ class JointMethods(RoutingBase):
         await self._held(request.id)
         event = self._joint_event(request.id, request.actor, request.client_request_id)
         event.note = request.text
-        return await self._add_once(event, request.client_request_id)
+        return await self._record_joint(event)
 
     @grpc_method
     async def AddJointMember(
@@ -143,7 +108,7 @@ class JointMethods(RoutingBase):
         event = self._joint_event(request.id, request.actor, request.client_request_id)
         event.member_added.CopyFrom(request.member)
         event.member_added.node = request.member.node or self._node
-        return await self._add_once(event, request.client_request_id)
+        return await self._record_joint(event)
 
     @grpc_method
     async def AddJointTask(self, request: pb.AddJointTaskRequest, context: grpc.aio.ServicerContext) -> pb.JointCase:
@@ -152,7 +117,7 @@ class JointMethods(RoutingBase):
         event.task_added.CopyFrom(pb.JointTaskAdded(node=request.node or self._node, title=request.title))
         if request.HasField("deadline"):
             event.task_added.deadline.CopyFrom(request.deadline)
-        return await self._add_once(event, request.client_request_id)
+        return await self._record_joint(event)
 
     @grpc_method
     async def CompleteJointTask(

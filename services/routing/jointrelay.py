@@ -51,8 +51,15 @@ def _messages(
 
 def record_joint(session: Session, *, event: pb.JointEvent, county: str, now: dt.datetime) -> pb.JointCase:
     """Record an event of this center: checked against the case here, numbered one above every
-    event seen here, kept, and queued up to the hub (or, at the county, down to the participants)."""
+    event seen here, kept, and queued up to the hub (or, at the county, down to the participants).
+
+    An event already recorded is a retry of the same client request (its id follows from the
+    request id): the joint case is returned as it is. Two such retries in one group write share
+    its session, so the second finds the first's event; in separate transactions the case's row
+    lock orders them, and two openings collide on the case's key (the group then runs each alone)."""
     current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
+    if current is not None and jointstore.has_event(session, event_id=event.id):
+        return current
     event.lamport = jointstore.next_lamport(session, joint_id=event.joint_case_id)
     jointrules.apply_joint(current, event, county=county)  # raises when illegal here
     data = event.SerializeToString(deterministic=True)
