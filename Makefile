@@ -53,19 +53,19 @@ browser: ## install Debian's chromium and CJK fonts for the browser tests, when 
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
 # ECharts is pinned in package.json/package-lock.json and its built file committed under
-# fengqiao/web/console/vendor/, so a fresh machine needs no npm; this re-fetches it.
+# gateway/console/vendor/, so a fresh machine needs no npm; this re-fetches it.
 .PHONY: console-assets
 console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendor/ folder
 	npm ci --no-audit --no-fund --ignore-scripts
-	mkdir -p fengqiao/web/console/vendor
-	cp node_modules/echarts/dist/echarts.min.js fengqiao/web/console/vendor/echarts.min.js
-	cp node_modules/echarts/LICENSE fengqiao/web/console/vendor/echarts.LICENSE
+	mkdir -p gateway/console/vendor
+	cp node_modules/echarts/dist/echarts.min.js gateway/console/vendor/echarts.min.js
+	cp node_modules/echarts/LICENSE gateway/console/vendor/echarts.LICENSE
 
 .PHONY: lint
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fengqiao services bench
+	$(VENV)/bin/mypy fengqiao services host gateway devtools bench
 
 .PHONY: fmt
 fmt: install ## format the code

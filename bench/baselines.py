@@ -15,8 +15,8 @@ from nats.js import api as js_api
 from bench import load
 from bench.echo_server import METHOD
 from bench.procs import server_process
+from devtools.natsserver import NatsServer
 from fengqiao.grpcutil import channel
-from fengqiao.natsserver import NatsServer
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from bench.harness import BenchSettings, Result, benchmark
 from bench.procs import server_process
 from fengqiao.divisions import events_stream, own_case_subjects
 from fengqiao.grpcutil import channel
-from fengqiao.testing import submit_request
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
+from tests.harness.county import submit_request
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from bench.harness import BenchSettings, Result, benchmark
+from devtools.natsserver import NatsServer
 from fengqiao.divisions import case_subject, events_stream
-from fengqiao.natsserver import NatsServer
-from fengqiao.node import ensure_streams, watch_sources
-from fengqiao.testing import LeafCounty, small_county, submit_request
+from fengqiao.streams import ensure_streams, watch_sources
+from tests.harness.county import LeafCounty, small_county, submit_request
 
 log = logging.getLogger(__name__)
 

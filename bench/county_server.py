@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from bench.procs import announce, wait_for_sigterm
+from devtools.natsserver import NatsServer
 from fengqiao.divisions import Tier
-from fengqiao.natsserver import NatsServer
-from fengqiao.testing import LocalCounty, small_county
+from tests.harness.county import LocalCounty, small_county
 
 log = logging.getLogger(__name__)
 

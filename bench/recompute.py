@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from fengqiao import lifecycle
+from fengqiao.cases import lifecycle
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, federation_pb2
 from services.federation.rules import Period

@@ -23,14 +23,14 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 
 from bench.harness import BenchSettings, Result, benchmark
-from fengqiao import casestore
+from fengqiao.cases import store as casestore
+from fengqiao.cases.records import CaseRecord
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
-from fengqiao.models import CaseRecord
-from fengqiao.testing import small_county
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2
 from services.federation import rules, snapshot
+from tests.harness.county import small_county
 
 log = logging.getLogger(__name__)
 CASES = 20_000

@@ -66,8 +66,10 @@ class Database:
 
     def create_all(self) -> None:
         """Create every table the imported models declare (idempotent)."""
-        import fengqiao.audit
-        import fengqiao.models  # noqa: F401
+        import fengqiao.cases.records
+        import fengqiao.models
+        import fengqiao.security.audit
+        import fengqiao.security.records  # noqa: F401
 
         if self.is_sqlite:
             SQLModel.metadata.create_all(self.engine)

@@ -13,7 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fengqiao.clock import Clock, ScaledClock, SystemClock
-from fengqiao.sealing import parse_key
+from fengqiao.security.sealing import parse_key
 
 ALL_SERVICES = ("intake", "routing", "assessment", "federation")
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "xxx"}

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from devtools.natsserver import NatsServer
 from fengqiao.clock import Clock, FakeClock
-from fengqiao.natsserver import NatsServer
-from fengqiao.testing import LocalCounty, small_county
+from tests.harness.county import LocalCounty, small_county
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"

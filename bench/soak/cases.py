@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from bench.soak.calls import GaveUp, Nodes, persist
+from devtools.robot import DEPARTMENTS, LEVEL
+from devtools.simulator import CaseFactory
 from fengqiao.divisions import Tier, tier_of
-from fengqiao.handling import DEPARTMENTS, LEVEL
-from fengqiao.simulator import CaseFactory
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, routing_pb2

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from bench.recompute import expected_of, observed
 from bench.soak.calls import Nodes, persist
 from bench.soak.cases import CaseLedger
-from fengqiao import lifecycle
+from fengqiao.cases import lifecycle
 from fengqiao.db import Database
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb

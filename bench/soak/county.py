@@ -16,10 +16,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.processes import kill_process, stop_process
 from fengqiao.grpcutil import channel
-from fengqiao.processes import kill_process, stop_process
-from fengqiao.testing import PERSONAL_DATA_KEY, TOKEN_SECRET, LeafCounty, free_ports, small_county
 from fengqiao.topology import Topology
+from tests.harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET, LeafCounty, free_ports, small_county
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 90.0
@@ -120,7 +120,7 @@ class SoakCounty:
         args = [
             sys.executable,
             "-m",
-            "fengqiao.cli",
+            "host.cli",
             "node",
             "--code",
             code,

@@ -11,11 +11,11 @@ from nats.aio.msg import Msg
 from sqlmodel import Session
 
 import services.assessment.models  # noqa: F401  (registers the tables)
-from fengqiao.bus import BadMessage, Handler
 from fengqiao.divisions import events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition, NotFound
 from fengqiao.grpcutil import Registration
-from fengqiao.node import NodeContext, ServiceParts
+from fengqiao.inbox import BadMessage, Handler
+from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import assessment_pb2, assessment_pb2_grpc
 from services.assessment import store
 from services.assessment.config import AssessmentSettings

@@ -15,11 +15,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from fengqiao import audit, outbox
-from fengqiao.bus import NotYet
+from fengqiao import outbox
+from fengqiao.cases.records import CaseRecord
 from fengqiao.divisions import event_subject
 from fengqiao.errors import NotFound
-from fengqiao.models import CaseRecord
+from fengqiao.inbox import NotYet
+from fengqiao.security import audit
 from fengqiao.v1 import assessment_pb2 as pb
 from services.assessment import rules
 from services.assessment.models import AssessmentRecord, HazardRecord, ProjectEventRecord, ProjectRecord

@@ -29,7 +29,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from fengqiao import lifecycle
+from fengqiao.cases import lifecycle
 from fengqiao.divisions import Tier, is_within, tier_of
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2

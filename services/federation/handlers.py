@@ -19,11 +19,11 @@ from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
-from fengqiao.links import subtree_links
 from fengqiao.topology import NodeSpec, Topology
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from services.federation import feed, keys, rankings, report, rules, snapshot, store, views, warning
 from services.federation.config import FederationSettings
+from services.federation.links import subtree_links
 
 log = logging.getLogger(__name__)
 

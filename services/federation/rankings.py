@@ -34,7 +34,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from fengqiao import lifecycle
+from fengqiao.cases import lifecycle
 from fengqiao.errors import FengqiaoError
 from fengqiao.v1 import case_pb2 as pb
 

@@ -20,13 +20,13 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import casestore
-from fengqiao.bus import BadMessage, BatchHandler, Handler
+from fengqiao.cases import store as casestore
 from fengqiao.clock import CHINA_TZ, Clock
 from fengqiao.divisions import Tier, down_filter, down_stream, events_stream, is_within, subtree_subjects
 from fengqiao.errors import IllegalTransition
 from fengqiao.grpcutil import Registration
-from fengqiao.node import NodeContext, ServiceParts
+from fengqiao.inbox import BadMessage, BatchHandler, Handler
+from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import case_pb2, federation_pb2_grpc
 from services.federation import keys
 from services.federation.config import FederationSettings

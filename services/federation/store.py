@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
-from fengqiao.models import CaseEventRecord, CaseRecord
+from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.v1 import case_pb2 as pb
 
 _CASES = CaseRecord.__table__  # type: ignore[attr-defined]

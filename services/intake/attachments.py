@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from fengqiao.errors import InvalidArgument, NotFound
-from fengqiao.models import AttachmentRecord
+from services.intake.models import AttachmentRecord
 
 _MAGIC = {
     "image/jpeg": (b"\xff\xd8\xff",),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from google.protobuf.message import Message
 from sqlmodel import Session
 
-from fengqiao import casestore
+from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError

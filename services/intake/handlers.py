@@ -10,13 +10,13 @@ from typing import Protocol
 import grpc
 from google.protobuf.message import Message
 
-from fengqiao import casestore
+from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import tier_of
 from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
-from fengqiao.sealing import PersonalKey
+from fengqiao.security.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb

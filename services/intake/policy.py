@@ -6,7 +6,7 @@ import datetime as dt
 
 from google.protobuf.message import Message
 
-from fengqiao import lifecycle
+from fengqiao.cases import lifecycle
 from fengqiao.divisions import parent_code
 from fengqiao.errors import InvalidArgument
 from fengqiao.v1 import case_pb2 as pb

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fengqiao.grpcutil import Registration
-from fengqiao.node import NodeContext, ServiceParts
+from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import intake_pb2_grpc
 from services.intake.attachments import AttachmentStore
 from services.intake.clocks import ClockWatch

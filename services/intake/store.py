@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select, text
 from sqlmodel import Session
 
-from fengqiao import casestore
-from fengqiao.models import CaseRecord
-from fengqiao.sealing import PersonalKey
+from fengqiao.cases import store as casestore
+from fengqiao.cases.records import CaseRecord
+from fengqiao.security.sealing import PersonalKey
 from fengqiao.v1 import case_pb2, intake_pb2
 from services.intake import rules
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fengqiao.clock import Clock
 from fengqiao.db import Database
-from fengqiao.sealing import PersonalKey
+from fengqiao.security.sealing import PersonalKey
 from fengqiao.v1 import case_pb2
 from services.intake import store
 

@@ -12,12 +12,13 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import audit, outbox
-from fengqiao.bus import BadMessage, Handler
+from fengqiao import outbox
 from fengqiao.clock import Clock
 from fengqiao.divisions import address_tokens, down_subject, event_subject, is_within
 from fengqiao.errors import FengqiaoError, InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method, page_bounds
+from fengqiao.inbox import BadMessage, Handler
+from fengqiao.security import audit
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import common_pb2, routing_pb2
 from services.routing import rules, store

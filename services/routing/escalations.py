@@ -13,10 +13,10 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import casestore
-from fengqiao.bus import BadMessage, Handler, NotYet
+from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
 from fengqiao.errors import IllegalTransition
+from fengqiao.inbox import BadMessage, Handler, NotYet
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings

@@ -16,11 +16,12 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import audit, outbox
-from fengqiao.bus import BadMessage, Handler
+from fengqiao import outbox
 from fengqiao.clock import Clock
 from fengqiao.divisions import Tier, address_tokens, down_subject, event_subject, tier_of
 from fengqiao.errors import FengqiaoError
+from fengqiao.inbox import BadMessage, Handler
+from fengqiao.security import audit
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import routing_pb2 as pb

@@ -8,7 +8,7 @@ from typing import Any
 
 from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, events_stream, subtree_subjects
 from fengqiao.grpcutil import Registration
-from fengqiao.node import NodeContext, ServiceParts
+from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
 from services.routing import models  # noqa: F401  (registers the tables)
 from services.routing.config import RoutingSettings

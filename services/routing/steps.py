@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fengqiao import casestore
+from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import InvalidArgument, NotFound
-from fengqiao.sealing import PersonalKey
+from fengqiao.security.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb

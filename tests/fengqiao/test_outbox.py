@@ -12,16 +12,18 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlmodel import select
 
-from fengqiao import bus, casestore, outbox
+from devtools.natsserver import NatsServer
+from fengqiao import bus, inbox, outbox
+from fengqiao.cases import store as casestore
+from fengqiao.cases.records import Counter
 from fengqiao.clock import FakeClock
 from fengqiao.db import Database
 from fengqiao.divisions import events_stream, own_case_subjects
-from fengqiao.models import Counter, DeadLetter
-from fengqiao.natsserver import NatsServer
+from fengqiao.models import DeadLetter
 from fengqiao.v1 import case_pb2
 from services.federation.server import subtree_event_handler
 from services.intake.store import next_counter
-from tests.test_county_sync import eventually
+from tests.system.test_county_sync import eventually
 
 VILLAGE = "371702101001"
 STREAM = events_stream(VILLAGE)
@@ -129,7 +131,7 @@ async def test_redelivered_message_is_applied_once_thanks_to_the_inbox(
     clock = FakeClock()
     await jsc.publish(f"{own_case_subjects(VILLAGE)[:-1]}received", b"x", headers={bus.MSG_ID: "m-1"})
 
-    consumer = bus.InboxConsumer(
+    consumer = inbox.InboxConsumer(
         js=jsc,
         db=db,
         stream=STREAM,
@@ -169,7 +171,7 @@ async def test_unprocessable_message_becomes_a_dead_letter_and_the_next_one_stil
     good = received_event(clock)
     await jsc.publish(subject, good.SerializeToString(), headers={bus.MSG_ID: good.id})
 
-    consumer = bus.InboxConsumer(
+    consumer = inbox.InboxConsumer(
         js=jsc,
         db=db,
         stream=STREAM,

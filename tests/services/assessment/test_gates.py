@@ -9,11 +9,11 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc, common_pb2, federation_pb2, federation_pb2_grpc
 from services.assessment import store
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 NOVEMBER = (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC))

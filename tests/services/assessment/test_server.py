@@ -11,14 +11,14 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fengqiao.bus import BadMessage, NotYet
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty
+from fengqiao.inbox import BadMessage, NotYet
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc
 from services.assessment import store
 from services.assessment.server import project_event_handler
+from tests.harness.county import LocalCounty
 
 TOWN, COUNTY = "371702101", "371702"
 

@@ -63,7 +63,7 @@ def test_a_department_that_returns_everything_scores_below_one_that_does_its_wor
 
 def test_a_department_called_by_whistle_counts_its_report_in_time_towards_acknowledgement() -> None:
     from fengqiao.v1 import case_pb2 as pb
-    from tests.fengqiao.test_lifecycle import Story, ts
+    from tests.fengqiao.cases.test_lifecycle import Story, ts
 
     story = Story()
     story.run("triaged")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import collections
 import datetime as dt
 
-from fengqiao import casestore, lifecycle
+from fengqiao.cases import lifecycle
+from fengqiao.cases import store as casestore
 from fengqiao.clock import FakeClock
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import intake_pb2_grpc
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty, submit_request
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN = "371702101001", "371702101"
 

@@ -9,10 +9,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty, submit_request
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

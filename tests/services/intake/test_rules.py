@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from fengqiao.errors import InvalidArgument
-from fengqiao.testing import small_county, submit_request
 from fengqiao.v1 import case_pb2
 from services.intake.config import IntakeSettings
 from services.intake.rules import (
@@ -14,6 +13,7 @@ from services.intake.rules import (
     receipt_no,
     validate_submit,
 )
+from tests.harness.county import small_county, submit_request
 
 VILLAGE = "371702101001"
 TOPOLOGY = small_county()

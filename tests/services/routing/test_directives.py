@@ -12,15 +12,15 @@ import nats
 import pytest
 from sqlmodel import select
 
+from devtools.natsserver import NatsServer
 from fengqiao.divisions import down_stream, down_subject
 from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
-from fengqiao.natsserver import NatsServer
-from fengqiao.testing import LocalCounty
 from fengqiao.v1 import routing_pb2, routing_pb2_grpc
 from tests.conftest import running_county
+from tests.harness.county import LocalCounty
 from tests.services.intake.test_closed_loop import ts
-from tests.test_county_sync import eventually
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 

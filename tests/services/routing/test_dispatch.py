@@ -9,16 +9,17 @@ import datetime as dt
 import grpc
 import pytest
 
-from fengqiao import casestore, lifecycle
+from fengqiao.cases import lifecycle
+from fengqiao.cases import store as casestore
 from fengqiao.clock import FakeClock
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
+from tests.harness.county import LocalCounty, submit_request
 from tests.services.intake.test_closed_loop import ts
-from tests.test_county_sync import eventually
+from tests.system.test_county_sync import eventually
 
 TOWN, COUNTY = "371702101", "371702"
 WHO = "值班员刘洋"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from fengqiao import casestore, lifecycle
 from fengqiao.bus import MSG_ID
+from fengqiao.cases import lifecycle
+from fengqiao.cases import store as casestore
 from fengqiao.divisions import case_subject
 from fengqiao.grpcutil import channel
-from fengqiao.testing import LocalCounty, submit_request
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty, submit_request
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 

@@ -14,13 +14,13 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from devtools.natsserver import NatsServer
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
-from fengqiao.natsserver import NatsServer
-from fengqiao.testing import LocalCounty, small_county, submit_request
 from fengqiao.v1 import intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.test_county_restart import NodeProcess
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty, small_county, submit_request
+from tests.system.test_county_restart import NodeProcess
+from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 CASES = 1000

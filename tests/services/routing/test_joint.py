@@ -20,15 +20,15 @@ import nats
 import pytest
 from sqlmodel import select
 
+from devtools.natsserver import NatsServer
 from fengqiao.divisions import event_subject
 from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
-from fengqiao.natsserver import NatsServer
-from fengqiao.testing import LocalCounty, small_county
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, routing_pb2_grpc
 from fengqiao.v1 import routing_pb2 as pb
 from services.routing import jointstore
-from tests.test_county_sync import eventually
+from tests.harness.county import LocalCounty, small_county
+from tests.system.test_county_sync import eventually
 
 COUNTY, A, B, C = "371702", "371702101", "371702102", "371702103"
 NEIGHBOURS = {A: [B], B: [A, C], C: [B]}

@@ -1,0 +1,30 @@
+"""Accounts: operators and Open311 API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Field, SQLModel
+
+
+class User(SQLModel, table=True):
+    """An operator account of this node."""
+
+    __tablename__ = "app_user"
+
+    username: str = Field(primary_key=True, max_length=64)
+    password_hash: str
+    role: str = Field(max_length=32)
+    node_code: str = Field(max_length=12)
+    display_name: str = ""
+
+
+class ApiKey(SQLModel, table=True):
+    """An Open311 client's API key (``api_key`` of GeoReport v2), stored as its SHA-256 only."""
+
+    __tablename__ = "api_key"
+
+    key_sha256: str = Field(primary_key=True, max_length=64)
+    label: str = Field(max_length=100)
+    node_code: str = Field(max_length=12)  # requests may be made at this node and below
+    created_at: dt.datetime

@@ -1,0 +1,72 @@
+"""The contract a service is built from: what a node gives each service (``NodeContext``) and
+what a service gives back (``ServiceParts``). The node host builds one and calls each service's
+``create(ctx)``; services import this, never the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from fengqiao import inbox
+from fengqiao.clock import Clock
+from fengqiao.db import Database
+from fengqiao.grpcutil import Registration
+from fengqiao.security.sealing import PersonalKey
+from fengqiao.settings import NodeSettings
+from fengqiao.topology import NodeSpec, Topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class NodeContext:
+    """What every service of a node is built from."""
+
+    settings: NodeSettings
+    topology: Topology
+    spec: NodeSpec
+    db: Database
+    nc: NATS
+    js: JetStreamContext
+    clock: Clock
+    outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
+    personal_key: PersonalKey  # the county's key sealing parties' personal data
+
+    def consumer(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        filter_subjects: list[str],
+        handle: inbox.Handler,
+        on_applied: Callable[[], None] | None = None,
+        batch: int = 256,
+        handle_many: inbox.BatchHandler | None = None,
+    ) -> inbox.InboxConsumer:
+        """An inbox consumer on this node's bus and database."""
+        return inbox.InboxConsumer(
+            js=self.js,
+            db=self.db,
+            stream=stream,
+            durable=durable,
+            filter_subjects=filter_subjects,
+            handle=handle,
+            now=self.clock.now,
+            on_applied=on_applied,
+            batch=batch,
+            handle_many=handle_many,
+        )
+
+
+@dataclasses.dataclass
+class ServiceParts:
+    """What a service contributes to its node: gRPC methods and background work."""
+
+    registration: Registration | None = None
+    tasks: list[Callable[[], Coroutine[Any, Any, None]]] = dataclasses.field(default_factory=list)

@@ -1,0 +1,177 @@
+"""The JSON API of DESIGN §7 (the parts built so far)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import OAuth2PasswordRequestForm
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from pydantic import BaseModel, Field
+
+from fengqiao.errors import InvalidArgument
+from fengqiao.security import audit, auth
+from fengqiao.security.privacy import mask_case, mask_event
+from fengqiao.security.roles import Permission, allows
+from fengqiao.service import NodeContext
+from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
+from gateway.deps import Context, ReadsCases, ReadsFigures, Services, SubmitsCases, require_scope
+
+router = APIRouter(prefix="/api/v1")
+
+_CLASSES = {
+    "routine": case_pb2.RESPONSE_CLASS_ROUTINE,
+    "urgent": case_pb2.RESPONSE_CLASS_URGENT,
+    "task_force": case_pb2.RESPONSE_CLASS_TASK_FORCE,
+}
+
+
+INT32 = 2**31 - 1  # protobuf int32 bounds: larger numbers are refused at the edge, not in the stub
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+@router.post("/auth/token", response_model=Token, summary="登录，获取访问令牌（OAuth2 密码模式）")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Context) -> Token:
+    who = await ctx.db.run(lambda s: auth.authenticate(s, username=form.username, password=form.password))
+    ttl = dt.timedelta(minutes=ctx.settings.token_ttl_minutes)
+    token = auth.issue_token(who, secret=ctx.settings.token_secret.get_secret_value(), ttl=ttl, now=ctx.clock.now())
+    return Token(access_token=token, expires_in=int(ttl.total_seconds()))
+
+
+@router.get("/nodes", summary="本节点及下级节点：代码、层级、名称、上级、地址、上行链路状态与积压")
+async def list_nodes(
+    who: ReadsFigures,
+    api: Services,
+    tier: Annotated[int | None, Query(description="1 县, 2 乡镇, 3 村")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    reply = await api.federation.ListNodes(federation_pb2.ListNodesRequest())
+    nodes = [n for n in reply.nodes if n.code.startswith(who.node_code) and (tier is None or n.tier == tier)]
+    return {"total": len(nodes), "items": [as_json(n) for n in nodes[offset : offset + limit]]}
+
+
+class PartyIn(BaseModel):
+    name: str = Field(description="姓名")
+    id_number: str = Field("", description="身份证号")
+    phone: str = Field("", description="电话")
+    role: str = Field("", description="申请人、被申请人、反映人……")
+
+
+class LocationIn(BaseModel):
+    address: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
+
+
+class CaseIn(BaseModel):
+    """受理一件诉求、纠纷或隐患。"""
+
+    client_request_id: str = Field(description="客户端请求编号（重试时保持不变）")
+    division_code: str = Field("", description="事发村（社区）或乡镇的行政区划代码")
+    grid: str = ""
+    channel: str = Field(description="来源渠道")
+    category: str = Field(description="案件类别")
+    response_class: Literal["routine", "urgent", "task_force"] = "routine"
+    parties: list[PartyIn] = []
+    location: LocationIn = LocationIn()
+    description: str = Field(description="情况描述")
+    reporter: str = ""
+
+
+@router.post("/cases", status_code=201, summary="受理案件")
+async def submit_case(body: CaseIn, who: SubmitsCases, api: Services, ctx: Context) -> dict[str, Any]:
+    require_scope(who, ctx.spec.code)
+    fields = body.model_dump()
+    fields["response_class"] = _CLASSES[body.response_class]
+    fields["reporter"] = body.reporter or who.username
+    request = json_format.ParseDict(fields, intake_pb2.SubmitCaseRequest())
+    reply = await api.intake.SubmitCase(request)
+    return as_json(reply)
+
+
+@router.get("/cases", summary="案件列表（分页、可筛选）")
+async def list_cases(
+    who: ReadsCases,
+    api: Services,
+    ctx: Context,
+    origin_node: str = "",
+    category: str = "",
+    status: Annotated[int, Query(ge=0, le=INT32, description="fengqiao.v1.CaseStatus 数值")] = 0,
+    grid: str = "",
+    channel: str = "",
+    response_class: Annotated[str, Query(description="routine、urgent 或 task_force")] = "",
+    overdue: Annotated[bool, Query(description="只看已超时未办结的案件")] = False,
+    holder_node: str = "",
+    received_from: Annotated[dt.datetime | None, Query(description="受理时间起（含）")] = None,
+    received_to: Annotated[dt.datetime | None, Query(description="受理时间止（不含）")] = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: str = "",
+) -> dict[str, Any]:
+    within = origin_node or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
+    require_scope(who, within)
+    if response_class and response_class not in _CLASSES:
+        raise InvalidArgument("response_class", "应为 routine、urgent 或 task_force")
+    request = intake_pb2.ListCasesRequest(
+        origin_node=within,
+        category=category,
+        status=case_pb2.CaseStatus.ValueType(status),
+        grid=grid,
+        channel=channel,
+        response_class=_CLASSES.get(response_class, case_pb2.RESPONSE_CLASS_UNSPECIFIED),
+        overdue_only=overdue,
+        holder_node=holder_node,
+        page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
+    )
+    if received_from is not None:
+        request.received_from.FromDatetime(received_from)
+    if received_to is not None:
+        request.received_to.FromDatetime(received_to)
+    reply = await api.intake.ListCases(request)
+    items = [as_json(c) for c in reply.cases]
+    if not allows(who.role, Permission.PII_IN_LISTS):
+        items = [mask_case(c) for c in items]
+    return {"items": items, "next_page_token": reply.page.next_page_token}
+
+
+async def audit_personal_read(ctx: NodeContext, who: auth.Principal, case: case_pb2.Case, what: str) -> None:
+    """Every read of a case's personal data in full is in the audit trail."""
+    if case.parties or case.location.address:
+        entry = audit.Entry(ctx.clock.now(), ctx.spec.code, who.username, "pii.read", case.id, {"view": what})
+        await ctx.db.write(lambda s: audit.record(s, [entry]))
+
+
+@router.get("/cases/{case_id}", summary="案件详情（可见当事人信息的角色查看时记入审计日志）")
+async def get_case(case_id: str, who: ReadsCases, api: Services, ctx: Context) -> dict[str, Any]:
+    case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
+    require_scope(who, case.origin_node)
+    body = as_json(case)
+    if not allows(who.role, Permission.PII_READ):
+        return mask_case(body)
+    await audit_personal_read(ctx, who, case, "case")
+    return body
+
+
+@router.get("/cases/{case_id}/events", summary="案件时间线（事件）")
+async def case_events(case_id: str, who: ReadsCases, api: Services, ctx: Context) -> dict[str, Any]:
+    case = await api.intake.GetCase(intake_pb2.GetCaseRequest(id=case_id))
+    require_scope(who, case.origin_node)
+    reply = await api.intake.ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
+    items = [as_json(e) for e in reply.events]
+    if not allows(who.role, Permission.PII_READ):
+        return {"items": [mask_event(e) for e in items]}
+    await audit_personal_read(ctx, who, case, "timeline")
+    return {"items": items}

@@ -1,0 +1,187 @@
+"""The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), or render a
+county's configs (``fengqiao topology render``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from fengqiao.errors import FengqiaoError
+from fengqiao.settings import MissingSecret, NodeSettings
+from fengqiao.telemetry import exporter_for, setup_tracing
+from host import users
+
+DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
+
+
+def _node(args: argparse.Namespace) -> int:
+    from host.node import Node, run_until_stopped
+
+    overrides: dict[str, object] = {"node_code": args.code, "topology_file": args.topology}
+    for key in ("nats_url", "data_dir", "grpc_port", "http_port", "services"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        settings = NodeSettings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, MissingSecret) as exc:
+        print(f"配置错误：{exc}", file=sys.stderr)
+        return 2
+    setup_tracing(
+        service_name=f"{settings.otel_service_name}-{settings.node_code}",
+        exporter=exporter_for(settings.otel_traces_exporter),
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_until_stopped(Node(settings), stop)
+
+    try:
+        asyncio.run(main())
+    except FengqiaoError as exc:
+        print(f"节点 {args.code} 无法启动：{exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from devtools.demo import run_demo
+
+    return run_demo(
+        topology_file=args.topology,
+        http_port=args.port,
+        rate_per_s=args.rate,
+        state_dir=args.state_dir,
+        fresh=args.fresh,
+    )
+
+
+def _render(args: argparse.Namespace) -> int:
+    from fengqiao.natsconfig import render
+    from fengqiao.topology import load_topology
+
+    try:
+        written = render(
+            load_topology(args.topology),
+            args.out,
+            state_dir=args.state_dir,
+            config_dir=args.config_dir,
+            tls_dir=args.tls_dir,
+        )
+    except (FengqiaoError, ValueError, OSError) as exc:
+        print(f"无法生成配置：{exc}", file=sys.stderr)
+        return 1
+    print(f"已生成 {len(written)} 个文件到 {args.out}/")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from fengqiao.db import Database
+    from fengqiao.security import audit
+
+    db = Database(args.database)
+    try:
+        count, broken = db.transaction(audit.verify)
+    except FengqiaoError as exc:
+        print(f"无法读取审计日志：{exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    if broken is not None:
+        print(f"审计链断开：第 {broken.row_id} 条记录 —— {broken.reason}（此前 {count} 条完好）")
+        return 1
+    print(f"审计链完整：共 {count} 条记录")
+    return 0
+
+
+def _pki(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from fengqiao.security import pki
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        if args.pki_command == "init":
+            written = pki.init_ca(args.dir, county=args.county, name=args.name, now=now)
+            print(f"已创建县级 CA：{written}（ca.key 须妥善保管，只留在县级）")
+        else:
+            files = pki.issue(args.dir, code=args.code, hosts=args.host or [], now=now)
+            print(f"已为 {args.code} 签发证书：{files.cert}、{files.key}")
+    except FengqiaoError as exc:
+        print(f"证书操作失败：{exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fengqiao", description="枫桥：综治中心县、乡镇、村三级协同")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run one node (a center) of a county")
+    node.add_argument("--code", required=True, help="division code of the node")
+    node.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    node.add_argument("--services", help="comma-separated subset of intake,routing,assessment,federation")
+    node.add_argument("--nats-url", dest="nats_url")
+    node.add_argument("--data-dir", dest="data_dir", type=Path)
+    node.add_argument("--grpc-port", dest="grpc_port", type=int)
+    node.add_argument("--http-port", dest="http_port", type=int)
+    node.set_defaults(run=_node)
+
+    demo = sub.add_parser("demo", help="start a whole sample county on this machine")
+    demo.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    demo.add_argument("--port", type=int, default=8700, help="the county's HTTP port (others follow it)")
+    demo.add_argument("--rate", type=float, default=2.0, help="simulated cases per second, county-wide")
+    demo.add_argument("--state-dir", dest="state_dir", type=Path, default=Path(".fengqiao/demo"))
+    demo.add_argument("--fresh", action="store_true", help="forget the previous run's cases")
+    demo.set_defaults(run=_demo)
+
+    topology = sub.add_parser("topology", help="work with a county's topology file")
+    topology_sub = topology.add_subparsers(dest="topology_command", required=True)
+    rendering = topology_sub.add_parser("render", help="write every nats-server and service config of the county")
+    rendering.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    rendering.add_argument("--out", type=Path, required=True, help="directory to write into")
+    rendering.add_argument("--state-dir", dest="state_dir", type=Path, default=Path("/var/lib/fengqiao"))
+    rendering.add_argument("--config-dir", dest="config_dir", type=Path, default=Path("/etc/fengqiao"))
+    rendering.add_argument("--tls-dir", dest="tls_dir", type=Path, help="<code>.crt/.key and ca.crt for leaf TLS")
+    rendering.set_defaults(run=_render)
+    users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
+
+    auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
+    audit_sub = auditing.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="walk the hash chain and name the first broken link")
+    verify.add_argument("--database", required=True, help="the node's database URL (sqlite:///… or postgresql://…)")
+    verify.set_defaults(run=_audit_verify)
+
+    pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    init = pki_sub.add_parser("init", help="create the county CA (ca.crt, ca.key)")
+    init.add_argument("--dir", type=Path, required=True)
+    init.add_argument("--county", required=True, help="the county's division code")
+    init.add_argument("--name", required=True, help="the county's name, e.g. 牡丹区")
+    issue = pki_sub.add_parser("issue", help="issue a node its certificate (<code>.crt, <code>.key)")
+    issue.add_argument("--dir", type=Path, required=True)
+    issue.add_argument("--code", required=True, help="the node's division code (the certificate's CN)")
+    issue.add_argument("--host", action="append", help="an IP or DNS name the node serves on (repeatable)")
+    for command in (init, issue):
+        command.set_defaults(run=_pki)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""``fengqiao user``: operator accounts and Open311 API keys, written into a node's database.
+
+    fengqiao user add --code 371702101 --username zhangsan --role duty_officer
+    fengqiao user key --code 371702 --label 12345平台
+
+The password is asked for at the terminal (or read from standard input with ``--password-stdin``);
+a new API key is printed once and only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fengqiao.db import Database
+from fengqiao.errors import FengqiaoError
+from fengqiao.security import auth
+from fengqiao.security.roles import LABELS, Role
+
+
+class AccountSettings(BaseSettings):
+    """Where the node's database is (the same variables as the node's own settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="FQ_", extra="ignore")
+
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "FQ_DATABASE_URL"))
+    data_dir: Path = Path(".fengqiao/data")
+
+    def url_for(self, code: str) -> str:
+        """The node's database URL: ``DATABASE_URL``, else its SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / f'{code}.db').resolve()}"
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("密码：")
+    if getpass.getpass("再次输入密码：") != first:
+        raise SystemExit("两次输入的密码不一致")
+    return first
+
+
+def _add(args: argparse.Namespace) -> int:
+    password = _password(args.password_stdin)
+    scope = args.scope or args.code
+    if not scope.startswith(args.code) and args.role != Role.PROVINCE_READONLY:
+        print(f"账号所属中心 {scope} 须为节点 {args.code} 或其下级（省级只读账号除外）", file=sys.stderr)
+        return 2
+    db = Database(AccountSettings().url_for(args.code))
+    try:
+        auth.check_new_password(password)
+        db.create_all()
+        db.transaction(
+            lambda s: auth.ensure_user(
+                s, username=args.username, password=password, role=args.role, node_code=scope,
+                display_name=args.display_name,
+            )
+        )  # fmt: skip
+    except FengqiaoError as exc:
+        print(f"无法保存账号：{exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"已保存账号 {args.username}（{LABELS[Role(args.role)]}，{scope} 及其下级），节点 {args.code}")
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    key = secrets.token_hex(20)
+    db = Database(AccountSettings().url_for(args.code))
+    try:
+        db.create_all()
+        now = dt.datetime.now(dt.UTC)
+        db.transaction(lambda s: auth.ensure_api_key(s, key=key, label=args.label, node_code=args.code, now=now))
+    finally:
+        db.close()
+    print(f"Open311 api_key（只显示这一次，请妥善保存）：{key}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``fengqiao user add`` and ``fengqiao user key`` to the command line."""
+    user = sub.add_parser("user", help="operator accounts and Open311 API keys of a node")
+    commands = user.add_subparsers(dest="user_command", required=True)
+    add = commands.add_parser("add", help="create an operator account (or reset its password and role)")
+    add.add_argument("--code", required=True, help="division code of the node whose database holds the account")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", required=True, choices=[r.value for r in Role], help="、".join(LABELS.values()))
+    add.add_argument("--scope", help="the account's center (default: the node); it sees that center and below")
+    add.add_argument("--display-name", dest="display_name", default="")
+    add.add_argument("--password-stdin", dest="password_stdin", action="store_true")
+    add.set_defaults(run=_add)
+    key = commands.add_parser("key", help="issue an Open311 api_key accepted at the node and below")
+    key.add_argument("--code", required=True, help="division code of the node")
+    key.add_argument("--label", required=True, help="who the key is for, e.g. 12345平台")
+    key.set_defaults(run=_key)

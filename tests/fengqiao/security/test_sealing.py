@@ -1,0 +1,98 @@
+"""Personal data sealed at rest: no party name, ID number, phone or address in clear in any
+node's database or in the NATS streams, yet the case opens in full for those who may read it."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from fengqiao.errors import Unavailable
+from fengqiao.grpcutil import channel
+from fengqiao.security import sealing
+from fengqiao.v1 import case_pb2 as pb
+from fengqiao.v1 import intake_pb2, intake_pb2_grpc
+from tests.harness.county import PERSONAL_DATA_KEY, LocalCounty, submit_request
+from tests.system.test_county_sync import eventually
+
+VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
+SECRETS = ("37170219850312004X", "13812345678", "张三", "三组12号")
+KEY = sealing.from_settings(PERSONAL_DATA_KEY)
+
+
+def a_case() -> pb.Case:
+    return pb.Case(
+        origin_node=VILLAGE,
+        receipt_no="371702101001-20261122-0001",
+        parties=[pb.Party(name="张三", id_number="37170219850312004X", phone="13812345678", role="申请人")],
+        location=pb.Location(address="三组12号", latitude=35.2, longitude=115.4),
+        description="邻里纠纷",
+    )
+
+
+def test_sealing_moves_the_personal_data_out_of_sight_and_opening_brings_it_back() -> None:
+    case = a_case()
+    KEY.seal(case)
+    data = case.SerializeToString()
+    assert not case.parties and case.location.address == "" and case.location.latitude == 35.2
+    assert not any(secret.encode() in data for secret in SECRETS)
+    assert KEY.opened(case) == a_case()
+
+
+def test_another_key_or_a_changed_ciphertext_cannot_open_it() -> None:
+    case = a_case()
+    KEY.seal(case)
+    other = sealing.from_settings(sealing.new_key())
+    with pytest.raises(Unavailable, match="另一把密钥"):
+        other.opened(case)
+    tampered = pb.Case()
+    tampered.CopyFrom(case)
+    tampered.sealed_personal = case.sealed_personal[:-1] + bytes([case.sealed_personal[-1] ^ 1])
+    with pytest.raises(Unavailable, match="校验失败"):
+        KEY.opened(tampered)
+    moved = pb.Case()
+    moved.CopyFrom(case)
+    moved.receipt_no = "371702101001-20261122-0002"  # sealed data pasted onto another case
+    with pytest.raises(Unavailable):
+        KEY.opened(moved)
+
+
+def test_a_key_must_be_32_bytes_of_base64() -> None:
+    for bad in ("", "not base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(ValueError):
+            sealing.parse_key(bad)
+
+
+def _files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file()]
+
+
+async def test_no_node_database_nor_stream_holds_personal_data_in_clear(chain: LocalCounty, tmp_path: Path) -> None:
+    async with channel(chain[VILLAGE].grpc_address) as ch:
+        case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case
+    assert case.parties[0].id_number == "37170219850312004X"  # the submitter gets it back in full
+
+    async def at_the_county() -> bool:
+        async with channel(chain[COUNTY].grpc_address) as ch:
+            try:
+                found = await intake_pb2_grpc.IntakeStub(ch).GetCase(intake_pb2.GetCaseRequest(id=case.id))
+            except Exception:
+                return False
+        return found.parties[0].phone == "13812345678" and found.location.address == "三组12号"
+
+    await eventually(at_the_county, within_s=10, what="the county opens the replicated case in full")
+    for code in (VILLAGE, TOWN, COUNTY):  # the stored rows, whatever the database
+        db = chain[code].ctx.db  # type: ignore[union-attr]
+        blobs = await db.read(
+            lambda s: (
+                [bytes(r[0]) for r in s.connection().execute(text("SELECT data FROM case_record"))]
+                + [bytes(r[0]) for r in s.connection().execute(text("SELECT data FROM case_event"))]
+            )
+        )
+        assert blobs and not [s for s in SECRETS if any(s.encode() in b for b in blobs)], code
+    files = _files_under(tmp_path)  # SQLite files and WAL, the nats-server's JetStream store, attachments
+    assert any("nats" in str(p) for p in files)
+    leaked = [(p, s) for p in files for s in SECRETS if s.encode() in p.read_bytes()]
+    assert leaked == []
