@@ -21,22 +21,10 @@ from fengqiao.v1 import common_pb2
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 16 * 1024 * 1024  # attachments of up to 10 MiB travel as one message
 
-_STATUS: dict[type[errors.FengqiaoError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
 
 def status_for(exc: errors.FengqiaoError) -> grpc.StatusCode:
-    for kind in type(exc).__mro__:
-        if kind in _STATUS:
-            return _STATUS[kind]
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status of a domain error, from the one table ``errors.EDGE``."""
+    return errors.status_of(type(exc)).grpc
 
 
 Req = TypeVar("Req")

@@ -22,19 +22,11 @@ from sqlmodel import Session
 
 from fengqiao.bus import MSG_ID
 from fengqiao.db import Database
-from fengqiao.errors import FengqiaoError, Unavailable
+from fengqiao.errors import BadMessage, NotYet, Unavailable
 from fengqiao.models import DeadLetter, InboxRecord
 from fengqiao.telemetry import consume_span
 
 log = logging.getLogger(__name__)
-
-
-class BadMessage(FengqiaoError):
-    """A message that can never be processed; it goes to the dead-letter table."""
-
-
-class NotYet(FengqiaoError):
-    """A message that cannot be processed until something else has arrived; redeliver it later."""
 
 
 Handler = Callable[[Session, Msg], None]

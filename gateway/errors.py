@@ -1,4 +1,4 @@
-"""The one mapping of errors to HTTP responses ``{"detail": …}`` (Chinese messages)."""
+"""Errors as HTTP responses ``{"detail": …}`` (Chinese messages), by the one table ``fengqiao.errors.EDGE``."""
 
 from __future__ import annotations
 
@@ -9,39 +9,19 @@ from fastapi.responses import JSONResponse
 
 from fengqiao import errors
 
-_HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
-_DOMAIN_STATUS: dict[type[errors.FengqiaoError], int] = {
-    errors.InvalidArgument: 400,
-    errors.NotFound: 404,
-    errors.AlreadyExists: 409,
-    errors.IllegalTransition: 409,
-    errors.PermissionDenied: 403,
-    errors.Unauthenticated: 401,
-    errors.Unavailable: 503,
-}
-
 
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc_error(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        status = _HTTP_STATUS.get(exc.code(), 502)
-        detail = exc.details() if exc.code() in _HTTP_STATUS else f"内部服务错误：{exc.details()}"
+        status = errors.HTTP_OF_GRPC.get(exc.code(), 502)
+        detail = exc.details() if exc.code() in errors.HTTP_OF_GRPC else f"内部服务错误：{exc.details()}"
         return JSONResponse({"detail": detail}, status_code=status)
 
     @app.exception_handler(errors.FengqiaoError)
     async def _domain_error(_request: Request, exc: errors.FengqiaoError) -> JSONResponse:
-        status = next((s for k, s in _DOMAIN_STATUS.items() if isinstance(exc, k)), 500)
+        status = errors.status_of(type(exc)).http
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
 
