@@ -73,7 +73,7 @@ class Result:
         return self.ratio <= self.goal_ratio
 
     def record(self, when: dt.datetime) -> dict[str, object]:
-        """The JSON line of DESIGN §7 (exactly its keys)."""
+        """The benchmark JSON line (docs/ARCHITECTURE.md, *Public contracts*), exactly its keys."""
         return {
             "name": self.name,
             "value": round(self.value, 3),

@@ -1,4 +1,4 @@
-"""The figures of DESIGN §6 recomputed from raw events, written apart from the service's code:
+"""The figures (docs/ARCHITECTURE.md, *Figures*) recomputed from raw events, written apart from the service's code:
 the oracle of the figure tests and of the soak."""
 
 from __future__ import annotations

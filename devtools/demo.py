@@ -36,7 +36,7 @@ from fengqiao.v1 import federation_pb2, federation_pb2_grpc
 
 
 class DemoSettings(BaseSettings):
-    """Secrets of the demo (DESIGN §7), generated when not given."""
+    """Secrets of the demo (README: the demo's administrator and Open311 key), generated when not given."""
 
     model_config = SettingsConfigDict(env_prefix="FQ_", extra="ignore")
 

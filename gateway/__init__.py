@@ -1,1 +1,1 @@
-"""HTTP (FastAPI) at every node: the JSON API of DESIGN §7 and the operator console."""
+"""HTTP (FastAPI) at every node: the JSON API (docs/ARCHITECTURE.md, *Public contracts*) and the operator console."""

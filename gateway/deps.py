@@ -76,7 +76,7 @@ async def principal(request: Request, token: Annotated[str, Depends(oauth2)]) ->
 
 
 def require_scope(who: auth.Principal, code: str) -> None:
-    """Operators see their own node and what lies below it (DESIGN §8)."""
+    """Operators see their own node and what lies below it (docs/ARCHITECTURE.md, *Security*)."""
     if not is_within(code, who.node_code):
         raise PermissionDenied(f"无权访问 {code}：账号 {who.username} 只能查看 {who.node_code} 及其下级")
 

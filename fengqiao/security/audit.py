@@ -1,5 +1,5 @@
 """The audit trail: every state change and every read of personal data, in an append-only,
-hash-chained log (DESIGN §8).
+hash-chained log (docs/ARCHITECTURE.md, *Security*).
 
 Each row's hash is sha256 over the previous row's hash and the row's own fields, so editing,
 removing or inserting a row breaks the chain at that row; ``verify`` walks it and names the

@@ -1,4 +1,4 @@
-"""Operator roles and what each may read and do — the one place they are defined (DESIGN §8).
+"""Operator roles and what each may read and do — the one place they are defined (docs/ARCHITECTURE.md, *Security*).
 
 Every role is also scoped to its node and what lies below it; that check is separate
 (``gateway.deps.require_scope``). A role says *what*, the scope says *where*.

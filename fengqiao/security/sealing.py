@@ -1,4 +1,4 @@
-"""Personal data sealed at rest (DESIGN §8): a case's parties and address, encrypted with the
+"""Personal data sealed at rest (docs/ARCHITECTURE.md, *Security*): a case's parties and address, encrypted with the
 county's key (AES-256-GCM) before the case is stored or published, so databases, streams and
 backups hold no names, ID numbers, phones or addresses in clear. Every node of a county has
 the key (``FQ_PERSONAL_DATA_KEY``); the intake service opens cases for its callers, and the

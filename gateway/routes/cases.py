@@ -1,4 +1,4 @@
-"""The JSON API of DESIGN §7 (the parts built so far)."""
+"""The cases part of the JSON API (docs/ARCHITECTURE.md, *Public contracts*)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures and reports over HTTP (DESIGN §6, §7): node figures, 红黑榜, 研判预警, the provincial
+"""Figures and reports over HTTP (docs/ARCHITECTURE.md, *Figures*): node figures, 红黑榜, 研判预警, the provincial
 feed and the 月报 download. Everything is computed by the Federation service over gRPC."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The figures of DESIGN §6 (pure): one row of facts per case, additive tallies, rollup, rates.
+"""The figures (pure; docs/ARCHITECTURE.md, *Figures*): one row of facts per case, additive tallies, rollup, rates.
 
 Each node's figures describe a **cohort**: the cases received (受理) during the period at or
 below the node. A case contributes one ``CaseFacts`` derived from its folded state, and a
