@@ -1,7 +1,7 @@
 """The figures (pure; docs/ARCHITECTURE.md, *Figures*): one row of facts per case, additive tallies, rollup, rates.
 
 Each node's figures describe a **cohort**: the cases received (受理) during the period at or
-below the node. A case contributes one ``CaseFacts`` derived from its folded state, and a
+below the node. A case contributes one ``FigureFacts`` derived from its folded state, and a
 node's ``Tally`` is the plain sum of the facts of the cases taken in anywhere in its subtree.
 Sums are exact under any order of arrival, so the rollup village → town → county is just
 addition, and a village that syncs a week late changes the figures to exactly what a recompute
@@ -38,7 +38,7 @@ _FOLLOWED_UP = frozenset({pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED})
 
 
 @dataclasses.dataclass(frozen=True)
-class CaseFacts:
+class FigureFacts:
     """What one case contributes to the figures."""
 
     origin: str
@@ -61,14 +61,14 @@ def _time(ts: object) -> dt.datetime:
     return ts.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined]
 
 
-def facts_of(case: pb.Case, *, now: dt.datetime) -> CaseFacts:
+def facts_of(case: pb.Case, *, now: dt.datetime) -> FigureFacts:
     """The facts of a case in its current (folded) state, as of ``now``."""
     closed = case.status in lifecycle.CLOSED_STATUSES
     received_at = _time(case.received_at)
     closed_at = _time(case.closed_at) if closed and case.HasField("closed_at") else None
     deadline = _time(case.deadline) if case.HasField("deadline") else None
     followed = case.status in _FOLLOWED_UP
-    return CaseFacts(
+    return FigureFacts(
         origin=case.origin_node,
         category=case.category,
         received_at=received_at,
@@ -104,7 +104,7 @@ class Tally:
     supervised: int = 0
     escalated: int = 0
 
-    def add(self, facts: CaseFacts) -> None:
+    def add(self, facts: FigureFacts) -> None:
         self.received += 1
         self.closed += facts.closed
         self.on_time += facts.on_time
@@ -124,7 +124,7 @@ class Tally:
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
-def tally_by_origin(facts: Iterable[CaseFacts]) -> dict[str, Tally]:
+def tally_by_origin(facts: Iterable[FigureFacts]) -> dict[str, Tally]:
     """One tally per node that took cases in."""
     tallies: dict[str, Tally] = {}
     for item in facts:
