@@ -48,6 +48,12 @@ def shifted(topology: Topology, http_port: int) -> Topology:
     """The topology with every port moved so the county's HTTP port is ``http_port``."""
     offset = http_port - topology.county.http_port
     moved = topology.with_ports({n.code: (n.grpc_port + offset, n.http_port + offset) for n in topology.nodes})
+    moved = dataclasses.replace(
+        moved,
+        nodes=tuple(
+            dataclasses.replace(n, metrics_port=n.metrics_port + offset if n.metrics_port else 0) for n in moved.nodes
+        ),
+    )
     if not topology.leafnodes:
         return moved
     nodes = tuple(
@@ -167,10 +173,13 @@ def demo_personal_key(state_dir: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_dir: Path, fresh: bool) -> int:
-    """Run the sample county until Ctrl-C; returns the exit code."""
+def run_demo(
+    *, topology_file: Path, http_port: int, rate_per_s: float, state_dir: Path, fresh: bool, log_format: str = "text"
+) -> int:
+    """Run the sample county until Ctrl-C; returns the exit code. Each node logs in ``log_format``
+    to ``<state_dir>/logs/<code>.log``."""
     topology = shifted(load_topology(topology_file), http_port)
-    wanted = nats_ports(topology) + [p for n in topology.nodes for p in (n.http_port, n.grpc_port)]
+    wanted = nats_ports(topology) + [p for n in topology.nodes for p in (n.http_port, n.grpc_port, n.metrics_port) if p]
     taken = busy_ports(wanted)
     if taken:
         print(f"端口已被占用：{', '.join(map(str, taken))}。请先停止占用它们的程序，"
@@ -195,6 +204,7 @@ def run_demo(*, topology_file: Path, http_port: int, rate_per_s: float, state_di
         "FQ_ADMIN_PASSWORD": password,
         "FQ_OPEN311_API_KEY": open311_key,  # issue 9: every node accepts the demo's Open311 key
         "FQ_DATA_DIR": str(state_dir / "data"),
+        "FQ_LOG_FORMAT": log_format,
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:

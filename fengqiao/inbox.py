@@ -67,6 +67,7 @@ class InboxConsumer:
         idle_wait_s: float = 5.0,
         on_applied: Callable[[], None] | None = None,
         handle_many: BatchHandler | None = None,
+        applied: Callable[[int], None] | None = None,
     ) -> None:
         self._js = js
         self._db = db
@@ -81,6 +82,7 @@ class InboxConsumer:
         self._idle_wait = idle_wait_s
         self._on_applied = on_applied
         self._handle_many = handle_many
+        self._applied = applied  # counts applied messages (the node's metrics)
 
     async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or confirm) the durable consumer and bind a pull subscription to it."""
@@ -139,6 +141,7 @@ class InboxConsumer:
                 else:
                     for msg in msgs:
                         await msg.ack()
+                    self._count(len(msgs))
                     msgs = []
         for msg in msgs:
             await self._process_one(msg)
@@ -184,7 +187,13 @@ class InboxConsumer:
                 log.exception("consumer %s failed on %s", self._durable, message_id)
                 reason = f"处理失败：{exc!r}"
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
+            else:
+                self._count(1)
         await msg.ack()
+
+    def _count(self, applied: int) -> None:
+        if self._applied is not None:
+            self._applied(applied)
 
     def message_id(self, msg: Msg) -> str:
         """The id a message is deduplicated by: its Nats-Msg-Id, else its stream position."""

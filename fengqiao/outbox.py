@@ -106,6 +106,7 @@ class OutboxRelay:
         publish_timeout_s: float = 5.0,
         mark_interval_s: float = 0.5,
         after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
+        on_published: Callable[[int], None] | None = None,
     ) -> None:
         self._db = db
         self._js = js
@@ -114,6 +115,7 @@ class OutboxRelay:
         self._timeout = publish_timeout_s
         self._mark_interval = mark_interval_s
         self._after_publish = after_publish  # a test hook: runs between ack and mark
+        self._on_published = on_published  # counts acknowledged messages (the node's metrics)
         self._wake = asyncio.Event()
         self._unmarked: set[int] = set()  # acknowledged, not yet deleted
         self._marked_at = 0.0
@@ -159,6 +161,8 @@ class OutboxRelay:
         if mark:
             await self.mark()
         self.published += len(ids)
+        if self._on_published is not None:
+            self._on_published(len(ids))
         return len(ids)
 
     async def mark(self) -> None:

@@ -17,6 +17,7 @@ from fengqiao import inbox
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.grpcutil import Registration
+from fengqiao.metrics import Gauges, NodeMetrics
 from fengqiao.security.sealing import PersonalKey
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology
@@ -37,6 +38,7 @@ class NodeContext:
     clock: Clock
     outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
     personal_key: PersonalKey  # the county's key sealing parties' personal data
+    metrics: NodeMetrics | None = None  # the node's Prometheus metrics (the host serves them)
 
     def consumer(
         self,
@@ -61,12 +63,15 @@ class NodeContext:
             on_applied=on_applied,
             batch=batch,
             handle_many=handle_many,
+            applied=None if self.metrics is None else self.metrics.inbox_applied(durable),
         )
 
 
 @dataclasses.dataclass
 class ServiceParts:
-    """What a service contributes to its node: gRPC methods and background work."""
+    """What a service contributes to its node: gRPC methods, background work and the gauges
+    Prometheus reads from it at each scrape."""
 
     registration: Registration | None = None
     tasks: list[Callable[[], Coroutine[Any, Any, None]]] = dataclasses.field(default_factory=list)
+    gauges: list[Gauges] = dataclasses.field(default_factory=list)

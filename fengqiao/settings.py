@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class NodeSettings(BaseSettings):
     services: tuple[str, ...] = ALL_SERVICES
     grpc_port: int | None = Field(default=None, description="overrides the topology's port")
     http_port: int | None = Field(default=None, description="overrides the topology's port")
+    metrics_port: int | None = Field(
+        default=None, description="the /metrics port; overrides the topology's metrics_port; 0: any free port"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address /metrics binds to: loopback unless a scraper elsewhere needs it"
+    )
     serve_http: bool = True
     service_addresses: dict[str, str] = Field(
         default_factory=dict,
@@ -131,3 +138,14 @@ class NodeSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / f'{self.node_code}.db').resolve()}"
+
+
+class LogSettings(BaseSettings):
+    """How a process logs: read by the entry point before anything else (``FQ_LOG_FORMAT``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FQ_", extra="ignore")
+
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object a line (collectors); text: for people (make run)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -66,6 +66,7 @@ class NodeSpec:
     host: str = "127.0.0.1"
     grpc_port: int = 0
     http_port: int = 0
+    metrics_port: int = 0  # /metrics (Prometheus); 0: any free port
     neighbours: tuple[str, ...] = ()
     nats: NatsSpec = NatsSpec()
     limits: Limits = Limits()
@@ -85,6 +86,11 @@ class NodeSpec:
     @property
     def http_address(self) -> str:
         return f"{self.host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes the node, when the topology fixes its port."""
+        return f"http://{self.host}:{self.metrics_port}/metrics" if self.metrics_port else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +165,7 @@ class Topology:
                 "host": n.host,
                 "grpc_port": n.grpc_port,
                 "http_port": n.http_port,
+                "metrics_port": n.metrics_port,
                 "neighbours": list(n.neighbours),
             }
             if self.leafnodes:
@@ -185,6 +192,7 @@ def topology_from_dict(raw: dict[str, Any]) -> Topology:
             host=str(item.get("host", "127.0.0.1")),
             grpc_port=int(item.get("grpc_port", 0)),
             http_port=int(item.get("http_port", 0)),
+            metrics_port=int(item.get("metrics_port", 0)),
             neighbours=tuple(str(c) for c in item.get("neighbours", ())),
             nats=_nats_spec(item.get("nats") or {}),
             limits=Limits(**{k: int(v) for k, v in (item.get("limits") or {}).items()}),

@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from fengqiao.service import NodeContext
 from gateway import errors
+from gateway.observe import RequestObserver
 from gateway.open311 import routes as open311
 from gateway.routes import accounts, dispatch, joint, projects, reports, steps
 from gateway.routes import cases as api
@@ -59,5 +60,6 @@ def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    app.add_middleware(RequestObserver, metrics=ctx.metrics)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz")
     return app

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from fengqiao import logs
 from fengqiao.errors import FengqiaoError
-from fengqiao.settings import MissingSecret, NodeSettings
+from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
 from host import users
 
@@ -32,6 +32,7 @@ def _node(args: argparse.Namespace) -> int:
     except (ValidationError, MissingSecret) as exc:
         print(f"配置错误：{exc}", file=sys.stderr)
         return 2
+    logs.configure(fmt=args.logging.log_format, level=args.logging.log_level, node=settings.node_code)
     setup_tracing(
         service_name=f"{settings.otel_service_name}-{settings.node_code}",
         exporter=exporter_for(settings.otel_traces_exporter),
@@ -55,12 +56,16 @@ def _node(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from devtools.demo import run_demo
 
+    # People watch the demo: text logs, unless FQ_LOG_FORMAT asks for JSON.
+    log_format = args.logging.log_format if "log_format" in args.logging.model_fields_set else "text"
+    logs.configure(fmt=log_format, level=args.logging.log_level)
     return run_demo(
         topology_file=args.topology,
         http_port=args.port,
         rate_per_s=args.rate,
         state_dir=args.state_dir,
         fresh=args.fresh,
+        log_format=log_format,
     )
 
 
@@ -177,8 +182,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        args.logging = LogSettings()
+    except ValidationError as exc:
+        print(f"配置错误：{exc}", file=sys.stderr)
+        return 2
+    logs.configure(fmt=args.logging.log_format, level=args.logging.log_level)
     result: int = args.run(args)
     return result
 

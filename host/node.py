@@ -20,7 +20,9 @@ from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import inbox_prefix
 from fengqiao.errors import Unavailable
+from fengqiao.gauges import node_gauges
 from fengqiao.grpcutil import start_server
+from fengqiao.metrics import NodeMetrics
 from fengqiao.outbox import OutboxRelay
 from fengqiao.security import auth, sealing
 from fengqiao.security.peers import PeerPolicy, server_credentials
@@ -59,6 +61,7 @@ class Node:
         self.grpc_port = 0
         self.http_port = 0
         self.ctx: NodeContext | None = None
+        self.metrics: NodeMetrics | None = None
         self._server: grpc.aio.Server | None = None
         self._http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,11 +89,16 @@ class Node:
         nc = await bus.connect(settings.nats_url, name=f"fq-{code}", inbox_prefix=inbox_prefix(code))
         js = nc.jetstream()
         await ensure_streams(js, self.topology, self.spec.code)
-        relay = OutboxRelay(db=db, js=js)
+        metrics = NodeMetrics(code)
+        relay = OutboxRelay(db=db, js=js, on_published=metrics.outbox_published.inc)
         key = sealing.from_settings(settings.personal_data_key.get_secret_value())
-        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake, key)
+        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake, key, metrics)
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
+        metrics.add_gauges(node_gauges(db, node_code=code, now=self.clock.now))
+        for part in parts:
+            for gauges in part.gauges:
+                metrics.add_gauges(gauges)
         port = settings.grpc_port if settings.grpc_port is not None else self.spec.grpc_port
         tls = TlsFiles.of(settings.tls_dir, self.spec.code) if settings.tls_dir is not None else None
         self._server, self.grpc_port = await start_server(
@@ -98,18 +106,22 @@ class Node:
             host=self.spec.host,
             port=port,
             credentials=None if tls is None else server_credentials(tls),
-            interceptors=[] if tls is None else [PeerPolicy(self.spec.code)],
+            interceptors=[metrics.grpc_interceptor(), *([] if tls is None else [PeerPolicy(self.spec.code)])],
         )
         for part in parts:
             for task in part.tasks:
                 self._tasks.append(asyncio.create_task(task()))
         self._tasks.append(asyncio.create_task(relay.run()))
         self._tasks.append(asyncio.create_task(watch_sources(js, self.topology, self.spec.code, nc)))
+        metrics_port = settings.metrics_port if settings.metrics_port is not None else self.spec.metrics_port
+        metrics.start(settings.metrics_host, metrics_port, asyncio.get_running_loop())
+        self.metrics = metrics
         if settings.serve_http:
             await self._start_http()
         log.info(
-            "node %s (%s) pid %d serving gRPC %s, HTTP %s:%s",
+            "node %s (%s) pid %d serving gRPC %s, HTTP %s:%s, metrics %s",
             self.spec.code, self.spec.name, os.getpid(), self.grpc_address, self.spec.host, self.http_port,
+            metrics.local_url,
         )  # fmt: skip
 
     async def _start_http(self) -> None:
@@ -128,6 +140,9 @@ class Node:
 
     async def stop(self) -> None:
         """Stop everything this node started (safe to call twice); each step is bounded."""
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
+            self.metrics = None
         if self._http is not None:
             self._http.should_exit = True
         for task in self._tasks:

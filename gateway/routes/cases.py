@@ -51,17 +51,32 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Cont
     return Token(access_token=token, expires_in=int(ttl.total_seconds()))
 
 
-@router.get("/nodes", summary="本节点及下级节点：代码、层级、名称、上级、地址、上行链路状态与积压")
+@router.get(
+    "/nodes", summary="本节点及下级节点：代码、层级、名称、上级、地址、上行链路状态与积压、监控指标地址（metrics_url）"
+)
 async def list_nodes(
     who: ReadsFigures,
     api: Services,
+    ctx: Context,
     tier: Annotated[int | None, Query(description="1 县, 2 乡镇, 3 村")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     reply = await api.federation.ListNodes(federation_pb2.ListNodesRequest())
     nodes = [n for n in reply.nodes if n.code.startswith(who.node_code) and (tier is None or n.tier == tier)]
-    return {"total": len(nodes), "items": [as_json(n) for n in nodes[offset : offset + limit]]}
+    return {
+        "total": len(nodes),
+        "items": [{**as_json(n), "metrics_url": metrics_url(ctx, n.code)} for n in nodes[offset : offset + limit]],
+    }
+
+
+def metrics_url(ctx: NodeContext, code: str) -> str | None:
+    """Where Prometheus scrapes a node: this process's own endpoint, else the topology's port."""
+    metrics = ctx.metrics
+    if code == ctx.spec.code and metrics is not None and metrics.port:
+        host = ctx.spec.host if metrics.host in ("", "0.0.0.0", "::") else metrics.host  # bound to all: the node's
+        return f"http://{host}:{metrics.port}/metrics"
+    return ctx.topology.node(code).metrics_url if ctx.topology.knows(code) else None
 
 
 class PartyIn(BaseModel):

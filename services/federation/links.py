@@ -23,6 +23,7 @@ from nats.js import api as js_api
 
 from fengqiao.bus import source_silent_s
 from fengqiao.divisions import events_stream
+from fengqiao.metrics import Gauges, Reading
 from fengqiao.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -116,3 +117,27 @@ async def subtree_links(
             log.error("node %s: upward buffer full (%d messages); events wait in the outbox", code, own.state.messages)
             result[code] = dataclasses.replace(result[code], state="buffer_full")
     return result
+
+
+def link_gauges(*, nc: NATS, js: JetStreamContext, topology: Topology, code: str) -> Gauges:
+    """The link state of every node below ``code`` at each scrape: ``fengqiao_link_up`` (1 up,
+    0 down or buffer full) and ``fengqiao_source_lag_messages`` (JetStream's source lag). A node
+    whose parent's stream is out of reach cannot be judged and has no sample."""
+
+    async def read() -> list[Reading]:
+        links = await subtree_links(nc=nc, js=js, topology=topology, code=code, outbox_pending=0)
+        known = {child: link for child, link in links.items() if child != code and link.state != "unknown"}
+        return [
+            Reading(
+                "fengqiao_link_up",
+                "Whether the upward link of a node below this one is up (1) or down (0), as its parent sees it",
+                [({"child": child}, 1.0 if link.state == "up" else 0.0) for child, link in known.items()],
+            ),
+            Reading(
+                "fengqiao_source_lag_messages",
+                "Messages of a node below this one its parent's stream has not sourced yet",
+                [({"child": child}, float(link.lag)) for child, link in known.items()],
+            ),
+        ]
+
+    return read

@@ -31,6 +31,7 @@ from fengqiao.v1 import case_pb2, federation_pb2_grpc
 from services.federation import keys
 from services.federation.config import FederationSettings
 from services.federation.handlers import Deps, FederationHandlers
+from services.federation.links import link_gauges
 
 log = logging.getLogger(__name__)
 SYNC_CONSUMER = "fq-subtree-sync"
@@ -118,6 +119,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             "fengqiao.v1.Federation", federation_pb2_grpc.add_FederationServicer_to_server, handlers
         )
     )
+    parts.gauges.append(link_gauges(nc=ctx.nc, js=ctx.js, topology=ctx.topology, code=ctx.spec.code))
     children = ctx.topology.children(ctx.spec.code)
     if children:
         consumer = ctx.consumer(

@@ -26,7 +26,7 @@ def free_base() -> int:
     for _ in range(50):
         base = random.randrange(20000, 40000, 100)
         moved = shifted(topology, base)
-        ports = [base + 99] + [p for n in moved.nodes for p in (n.http_port, n.grpc_port)]
+        ports = [base + 99] + [p for n in moved.nodes for p in (n.http_port, n.grpc_port, n.metrics_port)]
         if not busy_ports(ports):
             return base
     raise RuntimeError("no free block of ports")
@@ -124,6 +124,8 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
     assert "已停止所有进程" in out
     moved = shifted(load_topology(TOPOLOGY), base)
     assert not busy_ports([base + 99] + [n.http_port for n in moved.nodes]), "processes left behind"
+    county_log = (tmp_path / "state" / "logs" / "371702.log").read_text(encoding="utf-8")
+    assert " INFO host.node: node 371702 " in county_log, "make run's nodes log for people (FQ_LOG_FORMAT=text)"
 
     # A second run over the same state starts cleanly.
     again = start_demo(base, tmp_path / "state")
