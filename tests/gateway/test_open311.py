@@ -1,17 +1,22 @@
 """Open311 GeoReport v2 at a running village: discovery, services, definitions, a request that
-becomes a case through intake, lists with the spec's filters, status from the lifecycle, no
-personal data, errors in the spec's format."""
+becomes a case through intake, lists with the spec's filters, paging and update times, status
+from the lifecycle, no personal data, a metadata-free thumbnail behind media_url, every method
+and error in XML as the spec's examples show them, and in JSON."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from devtools.natsserver import NatsServer
+from tests.gateway.open311_spec import as_strings, check_document, parse_w3c, spark
 from tests.harness.county import ADMIN_PASSWORD, LocalCounty, small_county
 
 VILLAGE = "371702101001"
@@ -147,3 +152,141 @@ async def test_request_lists_filter_by_id_code_status_and_dates(client: httpx.As
     assert garbled.status_code == 400 and garbled.json()[0]["code"] == 400
     unknown = await client.get("/open311/v2/requests/371702101001-20200101-0001.json")
     assert unknown.status_code == 404 and unknown.json()[0]["code"] == 404
+
+
+def xml_of(reply: httpx.Response, kind: str) -> ET.Element:
+    """The document, checked against the structure of the spec's example for ``kind``."""
+    assert reply.headers["content-type"] == "text/xml; charset=utf-8"
+    assert reply.content.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+    root = ET.fromstring(reply.content)
+    check_document(root, kind)
+    return root
+
+
+async def test_every_method_answers_in_xml_as_the_specs_examples_show_and_as_its_json_says(
+    client: httpx.AsyncClient,
+) -> None:
+    for path, kind in (
+        ("/open311/v2/discovery", "discovery"),
+        ("/open311/v2/services", "services"),
+        ("/open311/v2/services/邻里", "definition"),
+    ):
+        as_xml = xml_of(await client.get(f"{path}.xml"), kind)
+        as_json = (await client.get(f"{path}.json")).json()
+        assert spark(as_xml) == as_strings(as_json), path
+
+    created = await client.post("/open311/v2/requests.xml", data=REQUEST)
+    assert created.status_code == 200, created.text
+    receipt = xml_of(created, "created").findtext("request/service_request_id")
+    assert receipt is not None and receipt.startswith(f"{VILLAGE}-")
+    await client.post("/open311/v2/requests.json", data={**REQUEST, "service_code": "物业"})
+
+    listed = xml_of(await client.get("/open311/v2/requests.xml"), "requests")
+    assert spark(listed) == as_strings((await client.get("/open311/v2/requests.json")).json())
+    assert [r.findtext("service_code") for r in listed] == ["物业", "邻里"]  # newest first
+    one = xml_of(await client.get(f"/open311/v2/requests/{receipt}.xml"), "requests")
+    assert one.findtext("request/status") == "open" and one.find("request/zipcode") is not None
+    assert one.findtext("request/zipcode") == "" and one.findtext("request/lat") == "35.23"  # null: <zipcode />
+
+    refused = await client.post("/open311/v2/requests.xml", data={**REQUEST, "api_key": "wrong-key-0000000000"})
+    assert refused.status_code == 403
+    assert spark(xml_of(refused, "errors")) == [{"code": "403", "description": "api_key 无效或缺失"}]
+    missing = await client.get("/open311/v2/services/火星.xml")
+    assert missing.status_code == 404 and "没有服务" in (xml_of(missing, "errors").findtext("error/description") or "")
+    unknown = await client.get(f"/open311/v2/requests/{VILLAGE}-20200101-0001.xml")
+    assert unknown.status_code == 404 and xml_of(unknown, "errors").findtext("error/code") == "404"
+    other = await client.get("/open311/v2/services.csv")
+    assert other.status_code == 404 and ".xml" in other.json()[0]["description"]
+
+
+async def test_requests_page_with_page_and_page_size_and_filter_by_update_time(client: httpx.AsyncClient) -> None:
+    for _ in range(7):
+        assert (await client.post("/open311/v2/requests.json", data=REQUEST)).status_code == 200
+    everything = [r["service_request_id"] for r in (await client.get("/open311/v2/requests.json")).json()]
+    pages = []
+    for page in (1, 2, 3, 4):
+        reply = await client.get("/open311/v2/requests.json", params={"page": page, "page_size": 3})
+        pages.append([r["service_request_id"] for r in reply.json()])
+    assert [len(p) for p in pages] == [3, 3, 1, 0] and [i for p in pages for i in p] == everything
+    default_size = await client.get("/open311/v2/requests.json", params={"page": 1})
+    assert len(default_size.json()) == 7  # 100 a page unless told
+    in_xml = xml_of(await client.get("/open311/v2/requests.xml", params={"page": 2, "page_size": 5}), "requests")
+    assert [r.findtext("service_request_id") for r in in_xml] == everything[5:]
+
+    for bad in ({"page": 0}, {"page_size": "many"}, {"page_size": 1001}, {"page": 100, "page_size": 1000}):
+        refused = await client.get("/open311/v2/requests.json", params=bad)
+        assert refused.status_code == 400 and refused.json()[0]["code"] == 400, bad
+    refused = await client.get("/open311/v2/requests.xml", params={"page": -1})
+    assert refused.status_code == 400 and xml_of(refused, "errors").findtext("error/code") == "400"
+
+    updated = [parse_w3c(r["updated_datetime"]) for r in (await client.get("/open311/v2/requests.json")).json()]
+    earliest, latest = min(updated), max(updated)
+    since = await client.get("/open311/v2/requests.json", params={"updated_after": earliest.isoformat()})
+    assert len(since.json()) == 7
+    later = latest + dt.timedelta(seconds=1)
+    assert (await client.get("/open311/v2/requests.json", params={"updated_after": later.isoformat()})).json() == []
+    before = earliest - dt.timedelta(seconds=1)
+    assert (await client.get("/open311/v2/requests.json", params={"updated_before": before.isoformat()})).json() == []
+    window = {"updated_after": earliest.isoformat(), "updated_before": latest.isoformat(), "page_size": 2}
+    assert len((await client.get("/open311/v2/requests.json", params=window)).json()) == 2
+    garbled = await client.get("/open311/v2/requests.json", params={"updated_after": "last week"})
+    assert garbled.status_code == 400 and "updated_after" in garbled.json()[0]["description"]
+
+
+def photo_with_exif() -> bytes:
+    """A 1600×1200 JPEG whose EXIF names a camera, a time, a GPS position and a comment."""
+    image = Image.new("RGB", (1600, 1200), (200, 120, 40))
+    exif = Image.Exif()
+    exif[0x010F] = "Huawei"  # Make
+    exif[0x0132] = "2026:11:22 08:00:00"  # DateTime
+    exif[0x9286] = "张三家门口"  # UserComment
+    exif[0x8825] = {1: "N", 2: (35.0, 14.0, 4.0), 3: "E", 4: (115.0, 26.0, 35.0)}  # GPS
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif, comment=b"13812345678")
+    return out.getvalue()
+
+
+async def test_media_url_shows_a_small_thumbnail_of_the_cases_photo_without_its_metadata(
+    client: httpx.AsyncClient,
+) -> None:
+    receipt = (await client.post("/open311/v2/requests.json", data=REQUEST)).json()[0]["service_request_id"]
+    before = (await client.get(f"/open311/v2/requests/{receipt}.json")).json()[0]
+    assert before["media_url"] is None
+    original = photo_with_exif()
+    assert Image.open(io.BytesIO(original)).getexif()[0x010F] == "Huawei"
+
+    async with httpx.AsyncClient(base_url=str(client.base_url)) as operator:
+        login = await operator.post("/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        operator.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        uploaded = await operator.post(
+            "/api/v1/attachments", files={"file": ("现场.jpg", original, "image/jpeg")}, data={"filename": "现场.jpg"}
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        case_id = (await operator.get(f"/api/v1/cases/{receipt}")).json()["id"]
+        for step, body in (
+            ("triage", {"category": "邻里", "response_class": 2}),
+            ("assign", {"slip": {"department": "司法所", "requirement": "调解"}}),
+            ("acknowledge", {"department": "司法所"}),
+            ("start", {}),
+            ("feedback", {"slip": {"result": "柴草已移走", "photos": [uploaded.json()["sha256"]]}}),
+        ):
+            reply = await operator.post(f"/api/v1/cases/{case_id}/{step}", json=body)
+            assert reply.status_code == 200, (step, reply.text)
+
+    request = (await client.get(f"/open311/v2/requests/{receipt}.json")).json()[0]
+    assert request["media_url"] == f"{client.base_url}/open311/v2/media/{receipt}.jpg"
+    assert (
+        xml_of(await client.get(f"/open311/v2/requests/{receipt}.xml"), "requests").findtext("request/media_url")
+        == request["media_url"]
+    )
+    async with httpx.AsyncClient() as anyone:  # public: no key, no login
+        picture = await anyone.get(request["media_url"])
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+    thumb = Image.open(io.BytesIO(picture.content))
+    assert thumb.format == "JPEG" and max(thumb.size) == 480 and thumb.size == (480, 360)
+    assert not thumb.getexif() and not set(thumb.info) & {"exif", "icc_profile", "xmp", "comment"}
+    assert b"Huawei" not in picture.content and b"13812345678" not in picture.content
+    assert thumb.getpixel((240, 180)) == pytest.approx((200, 120, 40), abs=3)
+
+    none = await client.get(f"/open311/v2/media/{VILLAGE}-20200101-0001.jpg")
+    assert none.status_code == 404 and none.json()[0]["code"] == 404

@@ -63,6 +63,7 @@ async def test_a_requests_log_line_carries_the_trace_id_of_its_span(
 ) -> None:
     stream = io.StringIO()
     handler = logs.configure(fmt="json", level="INFO", node=VILLAGE, stream=stream)
+
     def access_lines() -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
         return [line for line in lines if str(line["message"]).startswith("GET /open311/v2/services.json ")]
