@@ -61,11 +61,24 @@ console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendo
 	cp node_modules/echarts/dist/echarts.min.js gateway/console/vendor/echarts.min.js
 	cp node_modules/echarts/LICENSE gateway/console/vendor/echarts.LICENSE
 
+# promtool checks the alert rules; it comes with Debian's prometheus package (the server is
+# installed but not started).
+.PHONY: promtool
+promtool: ## install Debian's prometheus package (promtool) for make lint, when missing
+	@command -v promtool >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+K8S_VERSION ?= 1.28.0
+K8S_MANIFESTS = $(filter-out %/kustomization.yaml %/topology.yaml,$(wildcard deploy/rendered/k8s/*.yaml))
+
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install promtool ## ruff, mypy, the alert rules (promtool) and the rendered Kubernetes manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy fengqiao services host gateway devtools bench
+	promtool check rules deploy/prometheus/fengqiao-alerts.yaml
+	cd deploy/prometheus && promtool test rules fengqiao-alerts.test.yaml
+	$(VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version $(K8S_VERSION) $(K8S_MANIFESTS)
 
 .PHONY: fmt
 fmt: install ## format the code
@@ -81,6 +94,16 @@ SOAK_MINUTES ?= 10
 .PHONY: soak
 soak: install ## a year of a 5-town county in SOAK_MINUTES (10) under chaos, then checked (ARGS="--help")
 	$(PY) -m bench.soak --minutes $(SOAK_MINUTES) $(ARGS)
+
+# The node image (Containerfile): Debian, non-root, the wheel and the pinned nats-server. Needs
+# podman or docker and the base image from a registry; nothing else here builds or runs it.
+CONTAINER ?= $(shell command -v podman || command -v docker)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: image
+image: ## build the node image fengqiao:<version> from the Containerfile (needs podman or docker)
+	@test -n "$(CONTAINER)" || { echo "make image needs podman or docker" >&2; exit 1; }
+	$(CONTAINER) build -f Containerfile -t fengqiao:$(VERSION) .
 
 .PHONY: clean
 clean: ## remove the virtualenv, the stubs and demo state

@@ -41,6 +41,9 @@ class NodeSettings(BaseSettings):
     services: tuple[str, ...] = ALL_SERVICES
     grpc_port: int | None = Field(default=None, description="overrides the topology's port")
     http_port: int | None = Field(default=None, description="overrides the topology's port")
+    bind_host: str | None = Field(
+        default=None, description="address gRPC and HTTP bind to instead of the topology's host (0.0.0.0 in a pod)"
+    )
     metrics_port: int | None = Field(
         default=None, description="the /metrics port; overrides the topology's metrics_port; 0: any free port"
     )

@@ -70,17 +70,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    from fengqiao import k8s
     from fengqiao.natsconfig import render
     from fengqiao.topology import load_topology
 
     try:
+        topology = load_topology(args.topology)
         written = render(
-            load_topology(args.topology),
+            topology,
             args.out,
             state_dir=args.state_dir,
             config_dir=args.config_dir,
             tls_dir=args.tls_dir,
         )
+        written += k8s.render(topology, args.out / "k8s", version=version("fengqiao"))
     except (FengqiaoError, ValueError, OSError) as exc:
         print(f"无法生成配置：{exc}", file=sys.stderr)
         return 1
@@ -150,7 +155,9 @@ def parser() -> argparse.ArgumentParser:
 
     topology = sub.add_parser("topology", help="work with a county's topology file")
     topology_sub = topology.add_subparsers(dest="topology_command", required=True)
-    rendering = topology_sub.add_parser("render", help="write every nats-server and service config of the county")
+    rendering = topology_sub.add_parser(
+        "render", help="write every nats-server and service config of the county, and its Kubernetes kustomization"
+    )
     rendering.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
     rendering.add_argument("--out", type=Path, required=True, help="directory to write into")
     rendering.add_argument("--state-dir", dest="state_dir", type=Path, default=Path("/var/lib/fengqiao"))

@@ -67,8 +67,15 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
+    def bind_host(self) -> str:
+        """Where gRPC and HTTP listen: the topology's host unless the settings say otherwise."""
+        return self.settings.bind_host or self.spec.host
+
+    @property
     def grpc_address(self) -> str:
-        return f"{self.spec.host}:{self.grpc_port}"
+        """This process's gRPC, as the process itself reaches it."""
+        host = self.bind_host
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.grpc_port}"
 
     async def start(self) -> None:
         """Open the database and the bus, start the services, gRPC and HTTP."""
@@ -103,7 +110,7 @@ class Node:
         tls = TlsFiles.of(settings.tls_dir, self.spec.code) if settings.tls_dir is not None else None
         self._server, self.grpc_port = await start_server(
             [p.registration for p in parts if p.registration is not None],
-            host=self.spec.host,
+            host=self.bind_host,
             port=port,
             credentials=None if tls is None else server_credentials(tls),
             interceptors=[metrics.grpc_interceptor(), *([] if tls is None else [PeerPolicy(self.spec.code)])],
@@ -120,7 +127,7 @@ class Node:
             await self._start_http()
         log.info(
             "node %s (%s) pid %d serving gRPC %s, HTTP %s:%s, metrics %s",
-            self.spec.code, self.spec.name, os.getpid(), self.grpc_address, self.spec.host, self.http_port,
+            self.spec.code, self.spec.name, os.getpid(), self.grpc_address, self.bind_host, self.http_port,
             metrics.local_url,
         )  # fmt: skip
 
@@ -129,7 +136,7 @@ class Node:
 
         assert self.ctx is not None
         port = self.settings.http_port if self.settings.http_port is not None else self.spec.http_port
-        sock = bind_socket(self.spec.host, port, what="HTTP ")
+        sock = bind_socket(self.bind_host, port, what="HTTP ")
         self.http_port = sock.getsockname()[1]
         app = create_app(self.ctx, grpc_address=self.grpc_address)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
