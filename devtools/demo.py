@@ -226,6 +226,8 @@ def run_demo(
         print(f"\n枫桥演示县已启动：{topology.name}（行政区划代码为样例）", flush=True)
         print(f"  县级操作台： http://{county.http_address}/", flush=True)
         print(f"  管理员账号： admin   密码：{password}", flush=True)
+        if county.metrics_url:
+            print(f"  监控指标：   {county.metrics_url}（Prometheus；各中心地址见 /api/v1/nodes）", flush=True)
         print(f"  Open311 api_key：{open311_key}", flush=True)
         if topology.leafnodes:
             configs = state_dir / "rendered"
