@@ -244,7 +244,7 @@ async def list_requests(
     def wanted(case: case_pb2.Case, item: dict[str, Any]) -> bool:
         if (codes and case.category not in codes) or (statuses and item["status"] not in statuses):
             return False
-        at = case.updated_at.ToDatetime(tzinfo=dt.UTC)
+        at = case.updated_at.ToDatetime(tzinfo=dt.UTC).replace(microsecond=0)  # as updated_datetime shows it
         return (updated[0] is None or at >= updated[0]) and (updated[1] is None or at <= updated[1])
 
     found: list[dict[str, Any]] = []
