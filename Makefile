@@ -62,10 +62,11 @@ console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendo
 	cp node_modules/echarts/LICENSE gateway/console/vendor/echarts.LICENSE
 
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import rules (lint-imports, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy fengqiao services host gateway devtools bench
+	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: install ## format the code

@@ -19,6 +19,7 @@ from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
+from fengqiao.service import FigureSource
 from fengqiao.topology import NodeSpec, Topology
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from services.federation import feed, keys, rankings, report, rules, snapshot, store, views, warning
@@ -49,6 +50,7 @@ class Deps:
     clock: Clock
     settings: FederationSettings
     feed_key: Ed25519PrivateKey | None  # the county's; None below the county
+    figure_sources: tuple[FigureSource, ...] = ()  # other services' counts in the figures
 
 
 class FederationHandlers(federation_pb2_grpc.FederationServicer):
@@ -73,7 +75,13 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
 
         def take(session: Session) -> snapshot.Snapshot:
             return snapshot.take(
-                session, topology=self._topology, code=code, period=period, now=now, stale_after=self._stale_after
+                session,
+                topology=self._topology,
+                code=code,
+                period=period,
+                now=now,
+                stale_after=self._stale_after,
+                sources=self._d.figure_sources,
             )
 
         return await self._db.read(take)

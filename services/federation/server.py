@@ -111,6 +111,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         clock=ctx.clock,
         settings=settings,
         feed_key=keys.load_or_create(key_file) if is_county else None,
+        figure_sources=ctx.figure_sources,
     )
     handlers = FederationHandlers(deps)
     parts = ServiceParts(

@@ -113,6 +113,13 @@ def joint_counts(session: Session, *, within: str, start: dt.datetime, end: dt.d
     return JointCounts(int(session.exec(opened).one()), int(session.exec(closed).one()))
 
 
+def joint_figures(session: Session, *, within: str, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    """``joint_counts`` under their ``NodeStats`` names: this service's part of the federation's
+    figures (a ``fengqiao.service.FigureSource``)."""
+    counts = joint_counts(session, within=within, start=start, end=end)
+    return {"joint_cases_opened": counts.opened, "joint_cases_closed": counts.closed}
+
+
 def get_alert(session: Session, *, alert_id: str) -> pb.RiskAlert | None:
     record = session.get(RiskAlertRecord, alert_id)
     return None if record is None else pb.RiskAlert.FromString(record.data)
