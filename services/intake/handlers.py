@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.message import Message
 
 from fengqiao.cases import store as casestore
+from fengqiao.cases.held import CaseStep, HeldCases
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import tier_of
@@ -26,15 +27,9 @@ from services.intake.config import IntakeSettings
 from services.intake.writer import IntakeWriter
 
 
-class StepRequest(Protocol):
-    """What every closed-loop step request carries (TriageRequest, AssignRequest, ...)."""
+class StepRequest(CaseStep, Protocol):
+    """A closed-loop step request (TriageRequest, AssignRequest, ...): its slip is ``step``."""
 
-    @property
-    def case_id(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def expected_version(self) -> int: ...
     @property
     def step(self) -> Message: ...
 
@@ -63,7 +58,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self._clock = clock
         self._files = files
         self._writer = writer
-        self._on_commit = on_commit
+        self._held_cases = HeldCases(db=db, node_code=node_code, clock=clock, key=key, on_commit=on_commit)
 
     # 受理 and reading ------------------------------------------------------------------
 
@@ -127,30 +122,9 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     # The closed loop ---------------------------------------------------------------------
 
-    async def _advance(self, case_id: str, actor: str, expected_version: int, payloads: casestore.Steps) -> pb.Case:
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        now, headers = self._clock.now(), current_headers()
-        case = await self._db.write(
-            lambda s: casestore.advance(
-                s,
-                case_id=case_id,
-                node_code=self._node,
-                actor=actor,
-                steps=payloads,
-                now=now,
-                headers=headers,
-                expected_version=expected_version,
-            )
-        )
-        self._on_commit()
-        return self._key.opened(case)
-
     async def _simple(self, request: StepRequest, field: str) -> pb.Case:
         step = request.step
-        return await self._advance(
-            request.case_id, request.actor, request.expected_version, lambda _case: [(field, step)]
-        )
+        return await self._held_cases.advance(request, lambda _case: [(field, step)])
 
     @grpc_method
     async def Triage(self, request: intake_pb2.TriageRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -165,7 +139,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             step.deadline.FromDatetime(policy.deadline_for(step.response_class, start, self._settings, given=given))
             return [("triaged", step)]
 
-        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+        return await self._held_cases.advance(request, payloads)
 
     @grpc_method
     async def Assign(self, request: intake_pb2.AssignRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -173,11 +147,8 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     @grpc_method
     async def Acknowledge(self, request: intake_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext) -> pb.Case:
-        return await self._advance(
-            request.case_id,
-            request.actor,
-            request.expected_version,
-            lambda case: [("acknowledged", pb.Acknowledged(department=case.assignment.department))],
+        return await self._held_cases.advance(
+            request, lambda case: [("acknowledged", pb.Acknowledged(department=case.assignment.department))]
         )
 
     @grpc_method
@@ -224,9 +195,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         step = pb.Closed()
         step.CopyFrom(request.step)
         step.resolved_tier = common_pb2.Tier.ValueType(tier_of(self._node))  # the holder's tier settles it
-        return await self._advance(
-            request.case_id, request.actor, request.expected_version, lambda _case: [("closed", step)]
-        )
+        return await self._held_cases.advance(request, lambda _case: [("closed", step)])
 
     @grpc_method
     async def FollowUp(self, request: intake_pb2.FollowUpRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -239,7 +208,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
                 steps.append(("reopened", reopened))
             return steps
 
-        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+        return await self._held_cases.advance(request, payloads)
 
     @grpc_method
     async def Archive(self, request: intake_pb2.ArchiveRequest, context: grpc.aio.ServicerContext) -> pb.Case:

@@ -61,9 +61,12 @@ class RoutingHandlers(
     async def Escalate(self, request: routing_pb2.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.Case:
         if not request.reason.strip():
             raise InvalidArgument("reason", "人工上报须说明理由")
-        case = await self._case(request.case_id)
-        step = escalation_request(case, reason=request.reason, rule_id="operator", rule_name="人工上报")
-        return await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
+
+        def steps(case: pb.Case) -> list[tuple[str, pb.EscalationRequested]]:
+            step = escalation_request(case, reason=request.reason, rule_id="operator", rule_name="人工上报")
+            return [("escalation_requested", step)]
+
+        return await self._held_cases.advance(request, steps)
 
     @grpc_method
     async def ApplyPolicy(
@@ -86,7 +89,7 @@ class RoutingHandlers(
             step = escalation_request(
                 case, reason=decision.reason, rule_id=decision.rule_id, rule_name=decision.rule_name
             )
-            case = await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
+            case = await self._held_cases.advance(request, lambda _c: [("escalation_requested", step)])
         return routing_pb2.PolicyDecision(
             escalate=decision.escalate,
             target_tier=common_pb2.Tier.ValueType(decision.target),
@@ -102,11 +105,11 @@ class RoutingHandlers(
         self, request: routing_pb2.AcceptEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = acceptance(self._clock.now(), self._settings)
-        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_accepted", step)])
+        return await self._held_cases.advance(request, lambda _c: [("escalation_accepted", step)])
 
     @grpc_method
     async def RefuseEscalation(
         self, request: routing_pb2.RefuseEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = pb.EscalationRefused(reason=request.reason)
-        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_refused", step)])
+        return await self._held_cases.advance(request, lambda _c: [("escalation_refused", step)])

@@ -1,16 +1,16 @@
-"""What every Routing method builds on: finding a case of the subtree, and appending steps to a
-case held here in one transaction (the fold checks each step)."""
+"""What every Routing method builds on: finding a case of the subtree, and the cases held here,
+which its case steps advance through the one path every service uses (``HeldCases``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from fengqiao.cases import store as casestore
+from fengqiao.cases.held import HeldCases
 from fengqiao.clock import Clock
 from fengqiao.db import Database
-from fengqiao.errors import InvalidArgument, NotFound
+from fengqiao.errors import NotFound
 from fengqiao.security.sealing import PersonalKey
-from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings
@@ -43,22 +43,10 @@ class RoutingBase:
         self._departments = departments
         self._on_commit = on_commit
         self._key = key
+        self._held_cases = HeldCases(db=db, node_code=node_code, clock=clock, key=key, on_commit=on_commit)
 
     async def _case(self, case_id: str) -> pb.Case:
         case = await self._db.read(lambda s: casestore.find_case(s, key=case_id))
         if case is None or not case.origin_node.startswith(self._node):
             raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
         return case
-
-    async def _append(self, case_id: str, actor: str, steps: casestore.Steps) -> pb.Case:
-        """Append the steps ``steps`` gives for the case's current state, as this node's."""
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        now, headers = self._clock.now(), current_headers()
-        case = await self._db.write(
-            lambda s: casestore.advance(
-                s, case_id=case_id, node_code=self._node, actor=actor, steps=steps, now=now, headers=headers
-            )
-        )
-        self._on_commit()
-        return self._key.opened(case)
