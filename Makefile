@@ -65,7 +65,7 @@ console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendo
 lint: install ## ruff, mypy and the import rules (lint-imports, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fengqiao services host gateway devtools bench
+	$(VENV)/bin/mypy fengqiao services host gateway devtools harness bench
 	$(VENV)/bin/lint-imports
 
 .PHONY: fmt

@@ -29,9 +29,9 @@ from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2
+from harness.county import small_county
 from host.node import figure_sources
 from services.federation import rules, snapshot
-from tests.harness.county import small_county
 
 log = logging.getLogger(__name__)
 CASES = 20_000

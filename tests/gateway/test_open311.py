@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devtools.natsserver import NatsServer
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, small_county
+from harness.county import ADMIN_PASSWORD, LocalCounty, small_county
 
 VILLAGE = "371702101001"
 KEY = "open311-test-key-0123456789"

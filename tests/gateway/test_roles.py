@@ -16,8 +16,8 @@ from fengqiao.db import Database
 from fengqiao.security import auth
 from fengqiao.security.roles import GRANTS, STEP_PERMISSIONS, Permission, Role
 from gateway.routes.steps import STEPS
+from harness.county import ADMIN_PASSWORD, TOKEN_SECRET, LocalCounty
 from host import cli
-from tests.harness.county import ADMIN_PASSWORD, TOKEN_SECRET, LocalCounty
 
 VILLAGE = "371702101001"
 SIBLING = "371702101002"  # the next village: outside this node's subtree

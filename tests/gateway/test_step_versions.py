@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
+from harness.county import LocalCounty
 from tests.gateway.test_api import CASE
 from tests.gateway.test_dispatch_api import operator
-from tests.harness.county import LocalCounty
 
 VILLAGE, TOWN = "371702101001", "371702101"
 

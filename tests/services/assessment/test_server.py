@@ -16,9 +16,9 @@ from fengqiao.grpcutil import channel
 from fengqiao.inbox import BadMessage, NotYet
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc
+from harness.county import LocalCounty
 from services.assessment import store
 from services.assessment.server import project_event_handler
-from tests.harness.county import LocalCounty
 
 TOWN, COUNTY = "371702101", "371702"
 

@@ -13,8 +13,8 @@ from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc, federation_pb2, federation_pb2_grpc
+from harness.county import LocalCounty, small_county
 from host.node import Node, figure_sources
-from tests.harness.county import LocalCounty, small_county
 
 VILLAGE, COUNTY = "371702101001", "371702"
 

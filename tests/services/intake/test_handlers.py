@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2, common_pb2, intake_pb2, intake_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 
 VILLAGE = "371702101001"
 

@@ -4,6 +4,7 @@ import pytest
 
 from fengqiao.errors import InvalidArgument
 from fengqiao.v1 import case_pb2
+from harness.county import small_county, submit_request
 from services.intake.config import IntakeSettings
 from services.intake.rules import (
     id_check_digit,
@@ -13,7 +14,6 @@ from services.intake.rules import (
     receipt_no,
     validate_submit,
 )
-from tests.harness.county import small_county, submit_request
 
 VILLAGE = "371702101001"
 TOPOLOGY = small_county()

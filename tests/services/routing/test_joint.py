@@ -26,8 +26,8 @@ from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, routing_pb2_grpc
 from fengqiao.v1 import routing_pb2 as pb
+from harness.county import LocalCounty, small_county
 from services.routing import jointstore
-from tests.harness.county import LocalCounty, small_county
 from tests.system.test_county_sync import eventually
 
 COUNTY, A, B, C = "371702", "371702101", "371702102", "371702103"

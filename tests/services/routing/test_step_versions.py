@@ -15,7 +15,7 @@ from fengqiao.cases import store as casestore
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 from tests.services.routing.test_escalation import wait_holder
 
 VILLAGE, TOWN = "371702101001", "371702101"
