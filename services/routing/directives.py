@@ -1,36 +1,25 @@
 """Downward commands (指令/交办): sent down the down streams, which buffer through link outages,
 and answered (签收, 办结) up the events streams. Sender and receiver each keep a copy, changed
-only through ``rules.apply_directive``, in the same transaction as the outbox or inbox row."""
+only through ``rules.apply_directive``, in the same transaction as the outbox row (here, through
+``DIRECTIVES``) or the inbox row (``directive_consumers``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 
 import grpc
-from google.protobuf.message import DecodeError
-from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import outbox
-from fengqiao.clock import Clock
-from fengqiao.divisions import address_tokens, down_subject, event_subject, is_within
-from fengqiao.errors import FengqiaoError, InvalidArgument, NotFound
+from fengqiao import eventlog, outbox
+from fengqiao.divisions import down_subject
+from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method, page_bounds
-from fengqiao.inbox import BadMessage, Handler
-from fengqiao.security import audit
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import common_pb2, routing_pb2
 from services.routing import rules, store
 from services.routing.steps import RoutingBase
-
-DOWN_CONSUMER = "fq-directives-in"
-ANSWER_CONSUMER = "fq-directive-answers"
-
-
-def directives_for(code: str) -> str:
-    """The down subjects of directives addressed to ``code`` itself, from any center above."""
-    return f"fq.*.*.*.down.{address_tokens(code)}.directive.>"
 
 
 def _overdue(directive: routing_pb2.Directive, now: dt.datetime) -> routing_pb2.Directive:
@@ -42,46 +31,33 @@ def _overdue(directive: routing_pb2.Directive, now: dt.datetime) -> routing_pb2.
     return directive
 
 
-def record_event(
-    session: Session, *, event: routing_pb2.DirectiveEvent, subject: str, now: dt.datetime
-) -> routing_pb2.Directive:
-    """Apply a directive event of this node, keep the result, and queue the event for the bus."""
-    current = store.get_directive(session, directive_id=event.directive_id)
-    directive = rules.apply_directive(current, event)
+def _keep(
+    session: Session, directive: routing_pb2.Directive, event: routing_pb2.DirectiveEvent, now: dt.datetime
+) -> None:
     store.put_directive(session, directive=directive, now=now)
-    message = outbox.Message(subject, event.id, event.SerializeToString(), current_headers())
-    outbox.enqueue_many(session, messages=[message], now=now)
-    entry = audit.Entry(now, event.node, event.actor, f"directive.{event.WhichOneof('payload')}", directive.id)
-    audit.record(session, [entry])
-    return directive
 
 
-def directive_handler(node_code: str, clock: Clock, *, from_above: bool) -> Handler:
-    """Inbox handler: directives addressed here (``from_above``), or answers to ours from below."""
+class DirectiveLog(eventlog.Kind[routing_pb2.Directive, routing_pb2.DirectiveEvent]):
+    """Directives of this node: each kept as its copy here, folded as the other side folds it,
+    and published — down to the receiver when issued, up from here when answered."""
 
-    def handle(session: Session, msg: Msg) -> None:
-        try:
-            event = routing_pb2.DirectiveEvent.FromString(msg.data)
-        except DecodeError as exc:
-            raise BadMessage(f"无法解析的指令事件：{exc}") from exc
-        kind = event.WhichOneof("payload")
-        if not event.id or not event.directive_id or not event.node or kind is None:
-            raise BadMessage("指令事件缺少编号、指令编号、发出中心或内容")
-        if from_above:
-            if kind != "issued" or event.issued.to_node != node_code:
-                raise BadMessage("下行指令不是发给本中心的下达事件")
-            if event.node == node_code or not is_within(node_code, event.node):
-                raise BadMessage(f"指令来自非上级中心 {event.node}")
-        current = store.get_directive(session, directive_id=event.directive_id)
-        if not from_above and (current is None or current.from_node != node_code):
-            return  # an answer to another center's directive, passing through this subtree
-        try:
-            directive = rules.apply_directive(current, event)
-        except FengqiaoError as exc:
-            raise BadMessage(exc.message) from exc
-        store.put_directive(session, directive=directive, now=clock.now())
+    def messages(
+        self, state: routing_pb2.Directive, event: routing_pb2.DirectiveEvent, headers: Mapping[str, str]
+    ) -> list[outbox.Message]:
+        """An issued directive goes down to its receiver; an answer up from the answering node."""
+        if event.WhichOneof("payload") != "issued":
+            return super().messages(state, event, headers)
+        subject = down_subject(event.node, event.issued.to_node, "directive", "issued")
+        return [outbox.Message(subject, event.id, event.SerializeToString(), headers)]
 
-    return handle
+
+DIRECTIVES = DirectiveLog("directive", rules.apply_directive, _keep, about=lambda event: event.directive_id)
+
+
+def record_event(session: Session, *, event: routing_pb2.DirectiveEvent, now: dt.datetime) -> routing_pb2.Directive:
+    """Record a directive event of this node: ``eventlog.record`` with ``DIRECTIVES``."""
+    current = store.get_directive(session, directive_id=event.directive_id)
+    return eventlog.record_one(session, DIRECTIVES, current, event, headers=current_headers(), now=now)
 
 
 class DirectiveMethods(RoutingBase):
@@ -96,9 +72,9 @@ class DirectiveMethods(RoutingBase):
         event.at.FromDatetime(self._clock.now())
         return event
 
-    async def _record(self, event: routing_pb2.DirectiveEvent, subject: str) -> routing_pb2.Directive:
+    async def _record(self, event: routing_pb2.DirectiveEvent) -> routing_pb2.Directive:
         now = self._clock.now()
-        directive = await self._db.write(lambda s: record_event(s, event=event, subject=subject, now=now))
+        directive = await self._db.write(lambda s: record_event(s, event=event, now=now))
         self._on_commit()
         return _overdue(directive, now)
 
@@ -120,7 +96,7 @@ class DirectiveMethods(RoutingBase):
                 deadline=request.deadline if request.HasField("deadline") else None,
             )
         )
-        return await self._record(event, down_subject(self._node, request.to_node, "directive", "issued"))
+        return await self._record(event)
 
     async def _answer(self, request: routing_pb2.DirectiveActionRequest, kind: str) -> routing_pb2.Directive:
         current = await self._db.read(lambda s: store.get_directive(s, directive_id=request.id))
@@ -128,7 +104,7 @@ class DirectiveMethods(RoutingBase):
             raise NotFound(f"本中心没有收到编号为 {request.id} 的指令")
         event = self._event(request.id, request.actor)
         setattr(event, kind, request.text)
-        return await self._record(event, event_subject(self._node, "directive", kind))
+        return await self._record(event)
 
     @grpc_method
     async def AcknowledgeDirective(

@@ -12,11 +12,17 @@ from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
 from services.routing import models  # noqa: F401  (registers the tables)
 from services.routing.config import RoutingSettings
+from services.routing.consumers import ESCALATION_CONSUMER, escalation_handler
 from services.routing.departments import DepartmentFile
-from services.routing.directives import ANSWER_CONSUMER, DOWN_CONSUMER, directive_handler, directives_for
-from services.routing.escalations import CONSUMER, escalation_handler
+from services.routing.directive_consumers import (
+    ANSWER_CONSUMER,
+    DOWN_CONSUMER,
+    directive_answer_handler,
+    directive_handler,
+    directives_for,
+)
 from services.routing.handlers import RoutingHandlers
-from services.routing.jointrelay import (
+from services.routing.joint_consumers import (
     ALERT_HUB,
     ALERT_IN,
     JOINT_HUB,
@@ -51,7 +57,7 @@ def create(ctx: NodeContext) -> ServiceParts:
     if children:
         consumer = ctx.consumer(
             stream=events_stream(ctx.spec.code),
-            durable=CONSUMER,
+            durable=ESCALATION_CONSUMER,
             filter_subjects=[case_subject(c.code, "escalation_requested") for c in children],
             handle=escalation_handler(ctx.spec.code, settings, ctx.clock),
             on_applied=ctx.outbox_written,
@@ -60,7 +66,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             stream=events_stream(ctx.spec.code),
             durable=ANSWER_CONSUMER,
             filter_subjects=[subtree_subjects(c.code, kind="directive") for c in children],
-            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=False),
+            handle=directive_answer_handler(ctx.spec.code, ctx.clock),
         )
         parts.tasks += [consumer.run, answers.run]
     if ctx.topology.ancestors(ctx.spec.code):
@@ -68,7 +74,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             stream=down_stream(ctx.spec.code),
             durable=DOWN_CONSUMER,
             filter_subjects=[directives_for(ctx.spec.code)],
-            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=True),
+            handle=directive_handler(ctx.spec.code, ctx.clock),
         )
         parts.tasks.append(directives.run)
     parts.tasks += _joint_consumers(ctx)
