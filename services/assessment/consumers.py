@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from fengqiao.inbox import Decoder, Envelope, Handler, receive, written_within
+from fengqiao.decode import Decoder, Envelope, receive, written_within
+from fengqiao.inbox import Handler
 from fengqiao.v1 import assessment_pb2
 from services.assessment import store
 

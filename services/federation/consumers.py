@@ -8,16 +8,8 @@ from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
-from fengqiao.inbox import (
-    BatchHandler,
-    Decoder,
-    Envelope,
-    Handler,
-    receive,
-    receive_many,
-    written_above,
-    written_within,
-)
+from fengqiao.decode import Decoder, Envelope, receive, receive_many, written_above, written_within
+from fengqiao.inbox import BatchHandler, Handler
 from fengqiao.v1 import case_pb2
 
 SYNC_CONSUMER = "fq-subtree-sync"

@@ -15,7 +15,8 @@ from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
-from fengqiao.inbox import Decoder, Envelope, Handler, NotYet, receive
+from fengqiao.decode import Decoder, Envelope, receive
+from fengqiao.inbox import Handler, NotYet
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings

@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from fengqiao.clock import Clock
+from fengqiao.decode import Check, Decoder, Envelope, receive, written_above
 from fengqiao.divisions import address_tokens
-from fengqiao.inbox import Check, Decoder, Envelope, Handler, receive, written_above
+from fengqiao.inbox import Handler
 from fengqiao.v1 import routing_pb2
 from services.routing import rules, store
 

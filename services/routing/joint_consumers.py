@@ -13,9 +13,10 @@ from sqlmodel import Session
 
 from fengqiao import outbox
 from fengqiao.clock import Clock
+from fengqiao.decode import Check, Decoder, Envelope, receive
 from fengqiao.divisions import Tier, address_tokens, event_subject, tier_of
 from fengqiao.errors import FengqiaoError
-from fengqiao.inbox import BadMessage, Check, Decoder, Envelope, Handler, receive
+from fengqiao.inbox import BadMessage, Handler
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import routing_pb2 as pb

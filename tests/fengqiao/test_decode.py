@@ -10,9 +10,10 @@ import pytest
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import errors, inbox
+from fengqiao import decode, errors, inbox
+from fengqiao.decode import Decoder, Envelope, receive, written_above, written_within
 from fengqiao.divisions import down_subject, event_subject
-from fengqiao.inbox import BadMessage, Decoder, Envelope, NotYet, receive, written_above, written_within
+from fengqiao.errors import BadMessage, NotYet
 from fengqiao.v1 import case_pb2 as pb
 
 COUNTY, TOWN, VILLAGE, OTHER_VILLAGE = "371702", "371702101", "371702101001", "371702102001"
@@ -94,4 +95,4 @@ def test_every_domain_error_is_either_never_or_later() -> None:
     for cls in classes:
         if cls is errors.FengqiaoError or cls is BadMessage:
             continue
-        assert (cls in inbox.NEVER_APPLIES) != (cls in inbox.APPLIES_LATER), cls
+        assert (cls in decode.NEVER_APPLIES) != (cls in decode.APPLIES_LATER), cls
