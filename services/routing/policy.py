@@ -1,7 +1,8 @@
 """Containment policy (小事不出村、大事不出镇) as data: which tier must handle a case, and why.
 
-Rules: a YAML file per county (``deploy/policy/containment.yaml``). All pure but ``read_policy_file``
-and ``PolicyFile``. 信访积案 is the ``repeat_petition`` flag, not a category: it can be about anything.
+Rules: a YAML file per county (``deploy/policy/containment.yaml``), naming only the node's categories
+(``FQ_CATEGORIES``). All pure but ``load_policy`` and ``PolicyFile``. 信访积案 is the
+``repeat_petition`` flag, not a category: it can be about anything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from fengqiao.divisions import Tier, parent_code, tier_of
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.rulefile import ReloadingFile, read_yaml
 from fengqiao.v1 import case_pb2
-from services.intake.config import DEFAULT_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +236,9 @@ def _rule(raw: Any, index: int, categories: tuple[str, ...]) -> Rule:
     return Rule(rule_id, name.strip(), then, tuple(conditions))
 
 
-def policy_from_dict(raw: Any, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Policy:
-    """Validate a parsed policy file; an error names the rule and the field."""
+def policy_from_dict(raw: Any, *, categories: Iterable[str]) -> Policy:
+    """Validate a parsed policy file against the node's ``categories``; an error names the rule
+    and the field."""
     if not isinstance(raw, dict):
         raise InvalidArgument("policy", "规则文件须为映射，含 name 与 rules")
     unknown = sorted(map(str, raw.keys() - {"name", "rules"}))
@@ -254,7 +255,7 @@ def policy_from_dict(raw: Any, *, categories: Iterable[str] = DEFAULT_CATEGORIES
     return Policy(name=str(raw.get("name") or "分级化解规则"), rules=tuple(rules))
 
 
-def load_policy(path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Policy:
+def load_policy(path: Path, *, categories: Iterable[str]) -> Policy:
     """Read and validate a containment policy file."""
     return policy_from_dict(read_yaml(path, field="policy_file"), categories=categories)
 
@@ -262,5 +263,6 @@ def load_policy(path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -
 class PolicyFile(ReloadingFile[Policy]):
     """The county's containment policy file, reloaded when it changes; never broken."""
 
-    def __init__(self, path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> None:
-        super().__init__(path, lambda p: load_policy(p, categories=tuple(categories)), what="containment policy")
+    def __init__(self, path: Path, *, categories: Iterable[str]) -> None:
+        known = tuple(categories)
+        super().__init__(path, lambda p: load_policy(p, categories=known), what="containment policy")
