@@ -6,7 +6,6 @@ what a service gives back (``ServiceParts``). The node host builds one and calls
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,8 +19,6 @@ from fengqiao.grpcutil import Registration
 from fengqiao.security.sealing import PersonalKey
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fengqiao.divisions import Tier, parent_code, tier_of
-from fengqiao.errors import IllegalTransition, InvalidArgument
+from fengqiao.errors import InvalidArgument
 from fengqiao.rulefile import ReloadingFile, read_yaml
 from fengqiao.v1 import case_pb2
 
-logger = logging.getLogger(__name__)
-
 SEVERITIES = ("low", "medium", "high")
 TIERS = {"village": Tier.VILLAGE, "town": Tier.TOWN, "county": Tier.COUNTY}
-OPERATOR_RULE = "operator"  # rule_id of an operator's decision
+OPERATOR_RULE = "operator"  # rule_id of an operator's 上报 (reserved: no rule may take it)
 DEFAULT_RULE = "default"  # rule_id when no rule matches: the case stays
 _HEIGHT = {Tier.VILLAGE: 0, Tier.TOWN: 1, Tier.COUNTY: 2}
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -135,7 +132,7 @@ class Policy:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What the policy (or an operator) decided, and why; recorded on the case."""
+    """What the policy decided, and why; recorded on the case."""
 
     target: Tier  # the tier the case must be handled at (at least); may be below the holder's
     escalate: bool  # the target is above the holder's tier
@@ -191,18 +188,6 @@ def decide(policy: Policy, facts: CaseFacts, holder_code: str) -> Decision:
     up = parent_code(holder_code) if _HEIGHT[chosen.then] > _HEIGHT[holder] else None
     how = f"须由{chosen.then.label}处理，逐级上报至 {up}" if up else f"由本级（{holder.label}）处理"
     return Decision(chosen.then, up is not None, up, chosen.id, chosen.name, f"{chosen.name}：{how}")
-
-
-def operator_decision(holder_code: str, reason: str) -> Decision:
-    """An operator escalates the case one tier up; a stated reason is required."""
-    tier_of(holder_code, field="holder_code")
-    if not reason or not reason.strip():
-        raise InvalidArgument("reason", "人工上报须说明理由")
-    up = parent_code(holder_code)
-    if up is None:
-        raise IllegalTransition("县级为最高层级，案件无法继续上报")
-    target = tier_of(up)
-    return Decision(target, True, up, OPERATOR_RULE, "人工决定上报", f"操作员决定上报{target.label}：{reason.strip()}")
 
 
 def _rule(raw: Any, index: int, categories: tuple[str, ...]) -> Rule:

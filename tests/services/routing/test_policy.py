@@ -22,6 +22,7 @@ from fengqiao.v1 import case_pb2, common_pb2, intake_pb2_grpc, routing_pb2, rout
 from host.node import Node
 from services.routing import policy
 from services.routing.config import RoutingSettings
+from services.routing.handlers import escalation_request
 from tests.harness.county import LocalCounty, small_county, submit_request
 from tests.system.test_county_sync import eventually
 
@@ -169,7 +170,7 @@ def test_county_never_escalates() -> None:
     decision = decide(COUNTY, "征地拆迁", repeat_petition=True, party_divisions=[VILLAGE, VILLAGE_OVER_THE_TOWN_LINE])
     assert (decision.target, decision.escalate, decision.next_node) == (Tier.COUNTY, False, None)
     with pytest.raises(IllegalTransition):
-        policy.operator_decision(COUNTY, "县里也解决不了")
+        escalation_request(case(COUNTY), reason="县里也解决不了", rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
 
 
 def test_town_keeps_what_belongs_to_the_town_and_never_sends_a_case_down() -> None:
@@ -191,21 +192,15 @@ def test_a_policy_without_a_matching_rule_keeps_the_case_where_it_is() -> None:
     assert (decision.target, decision.escalate, decision.rule_id) == (Tier.VILLAGE, False, policy.DEFAULT_RULE)
 
 
-# Operator decisions and facts -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("reason", ["", "   "])
-def test_operator_escalation_needs_a_reason(reason: str) -> None:
-    with pytest.raises(InvalidArgument) as raised:
-        policy.operator_decision(VILLAGE, reason)
-    assert raised.value.field == "reason"
+# Operator escalations and facts -----------------------------------------------------------------
 
 
 def test_operator_escalation_goes_one_tier_up_with_the_reason_recorded() -> None:
-    decision = policy.operator_decision(VILLAGE, " 当事人情绪激烈，村里调不动 ")
-    assert (decision.target, decision.escalate, decision.next_node) == (Tier.TOWN, True, TOWN)
-    assert decision.rule_id == policy.OPERATOR_RULE
-    assert decision.reason.endswith("当事人情绪激烈，村里调不动")
+    reason = "当事人情绪激烈，村里调不动"
+    step = escalation_request(case(VILLAGE), reason=reason, rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
+    assert (step.to_node, step.rule_id, step.reason) == (TOWN, policy.OPERATOR_RULE, reason)
+    at_town = escalation_request(case(TOWN), reason=reason, rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
+    assert at_town.to_node == COUNTY
 
 
 def test_facts_come_from_the_case_and_what_the_operator_states() -> None:
@@ -337,7 +332,7 @@ def test_policy_file_reloads_when_changed_and_keeps_the_old_one_when_broken(
 
     path.write_text("rules:\n  - id: broken\n    name: 坏规则\n    then: province\n", encoding="utf-8")
     os.utime(path, ns=(3_000_000_000, 3_000_000_000))
-    with caplog.at_level(logging.WARNING, logger="services.routing.policy"):
+    with caplog.at_level(logging.WARNING, logger="fengqiao.rulefile"):
         assert watched.current() is second
         assert watched.current() is second
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
