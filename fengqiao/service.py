@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -22,8 +21,6 @@ from fengqiao.grpcutil import Registration
 from fengqiao.security.sealing import PersonalKey
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology
-
-log = logging.getLogger(__name__)
 
 
 class FigureSource(Protocol):

@@ -310,17 +310,6 @@ def load_for_update(session: Session, *, case_id: str) -> pb.Case | None:
     return None if data is None else pb.Case.FromString(data)
 
 
-def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:
-    """When the newest event from the subtree was written (its own timestamp)."""
-    value = session.exec(
-        select(CaseEventRecord.at)
-        .where(col(CaseEventRecord.node).startswith(within))
-        .order_by(col(CaseEventRecord.at).desc())
-        .limit(1)
-    ).first()
-    return None if value is None else value
-
-
 Steps = Callable[[pb.Case], Sequence[tuple[str, Message]]]
 
 

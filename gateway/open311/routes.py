@@ -1,9 +1,10 @@
 """Open311 GeoReport v2 (JSON) under ``/open311/v2/`` (http://wiki.open311.org/GeoReport_v2).
 
-Services are the county's case categories; a request becomes a case through intake (channel
-12345转办, the Chinese 311); ``jurisdiction_id`` is a division code at or below this node. Reads
-are public and carry no personal data (parties' names, ID numbers and phones are masked in the
-description, the address is the village or town, coordinates are rounded to about 1 km).
+Services are the county's case categories (the node setting ``FQ_CATEGORIES``); a request
+becomes a case through intake (channel 12345转办, the Chinese 311); ``jurisdiction_id`` is a
+division code at or below this node. Reads are public and carry no personal data (parties'
+names, ID numbers and phones are masked in the description, the address is the village or town,
+coordinates are rounded to about 1 km).
 Errors follow the spec: a list of ``{"code", "description"}`` with a Chinese description.
 """
 
@@ -22,7 +23,7 @@ from fengqiao.security import auth
 from fengqiao.security.records import ApiKey
 from fengqiao.v1 import case_pb2, common_pb2, intake_pb2
 from gateway.deps import Context, Services
-from gateway.open311.format import GROUPS, as_request, category_list, definition, parse_time
+from gateway.open311.format import GROUPS, as_request, definition, parse_time
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 CHANNEL = "12345转办"
@@ -99,14 +100,14 @@ async def services(ctx: Context, jurisdiction_id: str = "") -> list[dict[str, An
     return [
         {"service_code": c, "service_name": c, "description": f"{c}类矛盾纠纷、诉求或隐患", "metadata": True,
          "type": "realtime", "keywords": c, "group": GROUPS.get(c, "矛盾纠纷")}
-        for c in category_list()
+        for c in ctx.settings.categories
     ]  # fmt: skip
 
 
 @router.get("/services/{service_code}.json", summary="服务定义：提交时可填写的属性")
 async def service_definition(service_code: str, ctx: Context, jurisdiction_id: str = "") -> dict[str, Any]:
     _jurisdiction(ctx, jurisdiction_id)
-    if service_code not in category_list():
+    if service_code not in ctx.settings.categories:
         raise Open311Error(404, f"没有服务 {service_code}，请先查询 services.json")
     return definition(service_code)
 
@@ -137,7 +138,7 @@ async def create_request(
     code = _jurisdiction(ctx, jurisdiction_id)
     if not code.startswith(key.node_code):
         raise Open311Error(403, f"此 api_key 只能提交 {key.node_code} 及其下级的诉求")
-    if service_code not in category_list():
+    if service_code not in ctx.settings.categories:
         raise Open311Error(400, f"service_code “{service_code}” 不是可受理的类别")
     if not description.strip():
         raise Open311Error(400, "description 不能为空：请描述诉求")

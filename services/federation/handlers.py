@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import logging
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,8 +24,6 @@ from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from services.federation import feed, keys, rankings, report, rules, snapshot, store, views, warning
 from services.federation.config import FederationSettings
 from services.federation.links import subtree_links
-
-log = logging.getLogger(__name__)
 
 
 def feed_subject(county: str) -> str:

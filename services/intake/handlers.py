@@ -12,10 +12,11 @@ from google.protobuf.message import Message
 
 from fengqiao.cases import store as casestore
 from fengqiao.cases.held import CaseStep, HeldCases
+from fengqiao.cases.vocabulary import Vocabulary
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import tier_of
-from fengqiao.errors import InvalidArgument, NotFound
+from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.security.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
@@ -43,6 +44,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         db: Database,
         node_code: str,
         topology: Topology,
+        vocabulary: Vocabulary,
         settings: IntakeSettings,
         clock: Clock,
         files: attachments.AttachmentStore,
@@ -54,6 +56,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self._db = db
         self._node = node_code
         self._topology = topology
+        self._vocabulary = vocabulary
         self._settings = settings
         self._clock = clock
         self._files = files
@@ -66,7 +69,9 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
     async def SubmitCase(
         self, request: intake_pb2.SubmitCaseRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitCaseResponse:
-        rules.validate_submit(request, node_code=self._node, topology=self._topology, settings=self._settings)
+        rules.validate_submit(
+            request, node_code=self._node, topology=self._topology, vocabulary=self._vocabulary, settings=self._settings
+        )
         submission = store.Submission(
             request=request,
             actor=request.reporter or "intake",
@@ -128,8 +133,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     @grpc_method
     async def Triage(self, request: intake_pb2.TriageRequest, context: grpc.aio.ServicerContext) -> pb.Case:
-        if request.step.category not in self._settings.categories:
-            raise InvalidArgument("category", f"未知的案件类别“{request.step.category}”")
+        self._vocabulary.check_category(request.step.category)
 
         def payloads(case: pb.Case) -> list[tuple[str, Message]]:
             step = pb.Triaged()

@@ -45,7 +45,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         topology=ctx.topology,
         settings=settings,
         clock=ctx.clock,
-        policy=PolicyFile(settings.policy_file),
+        policy=PolicyFile(settings.policy_file, categories=ctx.settings.categories),
         departments=DepartmentFile(settings.departments_file),
         key=ctx.personal_key,
         on_commit=ctx.outbox_written,
