@@ -168,7 +168,7 @@ def figure_sources() -> tuple[FigureSource, ...]:
     """What other services add to the federation's figures: 四必评 assessments and 三联 joint
     cases, read from the node's database — so wired whichever services run in this process."""
     from services.assessment.store import assessment_figures
-    from services.routing.jointstore import joint_figures
+    from services.routing.joint.store import joint_figures
 
     return (assessment_figures, joint_figures)
 

@@ -23,7 +23,7 @@ from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
-from services.intake import attachments, policy, rules, store
+from services.intake import attachments, deadlines, rules, store
 from services.intake.config import IntakeSettings
 from services.intake.writer import IntakeWriter
 
@@ -75,7 +75,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         submission = store.Submission(
             request=request,
             actor=request.reporter or "intake",
-            deadline=policy.intake_deadline(request.response_class, self._clock.now(), self._settings),
+            deadline=deadlines.intake_deadline(request.response_class, self._clock.now(), self._settings),
             headers=current_headers(),
         )
         case, duplicate = await self._writer.submit(submission)
@@ -140,7 +140,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             step.CopyFrom(request.step)
             given = step.deadline.ToDatetime(dt.UTC) if step.HasField("deadline") else None
             start = case.clock_start.ToDatetime(dt.UTC)
-            step.deadline.FromDatetime(policy.deadline_for(step.response_class, start, self._settings, given=given))
+            step.deadline.FromDatetime(deadlines.deadline_for(step.response_class, start, self._settings, given=given))
             return [("triaged", step)]
 
         return await self._held_cases.advance(request, payloads)

@@ -4,7 +4,7 @@ accepted at once when the county's settings say a center takes every escalation 
 
 The acceptance is written in the same transaction as the inbox row of the request, so a
 redelivered or duplicated request can never produce a second holder. Directives and joint cases
-have their own handlers (``directive_consumers``, ``joint_consumers``).
+have their own handlers (``directives.consumers``, ``joint.consumers``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fengqiao.inbox import Handler, NotYet
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings
-from services.routing.handlers import acceptance
+from services.routing.rules import acceptance
 
 log = logging.getLogger(__name__)
 ESCALATION_CONSUMER = "fq-escalations"

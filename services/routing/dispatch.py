@@ -8,8 +8,8 @@ from fengqiao.errors import InvalidArgument
 from fengqiao.grpcutil import grpc_method
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import routing_pb2
+from services.routing.base import RoutingBase
 from services.routing.departments import Department
-from services.routing.steps import RoutingBase
 
 
 def _info(department: Department) -> routing_pb2.DepartmentInfo:

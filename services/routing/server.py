@@ -10,11 +10,11 @@ from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, e
 from fengqiao.grpcutil import Registration
 from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
-from services.routing import models  # noqa: F401  (registers the tables)
 from services.routing.config import RoutingSettings
 from services.routing.consumers import ESCALATION_CONSUMER, escalation_handler
 from services.routing.departments import DepartmentFile
-from services.routing.directive_consumers import (
+from services.routing.directives import models as directive_models  # noqa: F401  (registers the tables)
+from services.routing.directives.consumers import (
     ANSWER_CONSUMER,
     DOWN_CONSUMER,
     directive_answer_handler,
@@ -22,7 +22,8 @@ from services.routing.directive_consumers import (
     directives_for,
 )
 from services.routing.handlers import RoutingHandlers
-from services.routing.joint_consumers import (
+from services.routing.joint import models as joint_models  # noqa: F401
+from services.routing.joint.consumers import (
     ALERT_HUB,
     ALERT_IN,
     JOINT_HUB,

@@ -23,7 +23,7 @@ from harness.county import LocalCounty, small_county, submit_request
 from host.node import Node
 from services.routing import policy
 from services.routing.config import RoutingSettings
-from services.routing.handlers import escalation_request
+from services.routing.rules import escalation_request
 from tests.system.test_county_sync import eventually
 
 REPO = Path(__file__).resolve().parents[3]

@@ -10,7 +10,7 @@ from fengqiao.decode import Check, Decoder, Envelope, receive, written_above
 from fengqiao.divisions import address_tokens
 from fengqiao.inbox import Handler
 from fengqiao.v1 import routing_pb2
-from services.routing import rules, store
+from services.routing.directives import rules, store
 
 DOWN_CONSUMER = "fq-directives-in"
 ANSWER_CONSUMER = "fq-directive-answers"

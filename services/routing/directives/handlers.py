@@ -1,7 +1,7 @@
 """Downward commands (指令/交办): sent down the down streams, which buffer through link outages,
 and answered (签收, 办结) up the events streams. Sender and receiver each keep a copy, changed
 only through ``rules.apply_directive``, in the same transaction as the outbox row (here, through
-``DIRECTIVES``) or the inbox row (``directive_consumers``)."""
+``DIRECTIVES``) or the inbox row (``consumers``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method, page_bounds
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import common_pb2, routing_pb2
-from services.routing import rules, store
-from services.routing.steps import RoutingBase
+from services.routing.base import RoutingBase
+from services.routing.directives import rules, store
 
 
 def _overdue(directive: routing_pb2.Directive, now: dt.datetime) -> routing_pb2.Directive:

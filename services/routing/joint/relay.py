@@ -4,7 +4,7 @@ A town records its own event with its effect and publishes it up (outbox → its
 which the county's sources). The county keeps it and relays the very same bytes down to every
 other participant (``relay``, ``down_subject(county, town, …)``); a town takes what the county
 relays from its down stream, which buffers while the town or its link is down (the handlers are
-in ``joint_consumers``). Every step is one transaction with the inbox or outbox row.
+in ``joint.consumers``). Every step is one transaction with the inbox or outbox row.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fengqiao.divisions import down_subject
 from fengqiao.security import audit
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointrules, jointstore
+from services.routing.joint import rules, store
 
 
 def relay(
@@ -50,7 +50,7 @@ class JointLog:
 
     def fold(self, state: pb.JointCase | None, event: pb.JointEvent) -> pb.JointCase:
         """The case after ``event``; raises when the event is illegal here."""
-        return jointrules.apply_joint(state, event, county=self.county)
+        return rules.apply_joint(state, event, county=self.county)
 
     def save(
         self, session: Session, changes: Sequence[eventlog.Change[pb.JointCase, pb.JointEvent]], *, now: dt.datetime
@@ -61,7 +61,7 @@ class JointLog:
             case = change.before
             for event in change.events:
                 data = event.SerializeToString(deterministic=True)
-                case = jointstore.add_event(session, event=event, data=data, county=self.county, now=now)
+                case = store.add_event(session, event=event, data=data, county=self.county, now=now)
             assert case is not None  # a change has events
             stored.append(case)
         return stored
@@ -70,7 +70,7 @@ class JointLog:
         """Up to the hub from a town; from the county, down to every participant."""
         data = event.SerializeToString(deterministic=True)
         if event.node == self.county:
-            to = jointrules.recipients(state, sender=self.county)
+            to = rules.recipients(state, sender=self.county)
             return relay(self.county, to, "joint", event.WhichOneof("payload") or "", event.id, data, headers)
         return [eventlog.published(event, "joint", headers, data=data)]
 
@@ -87,22 +87,22 @@ def record_joint(session: Session, *, event: pb.JointEvent, county: str, now: dt
     request id): the joint case is returned as it is. Two such retries in one group write share
     its session, so the second finds the first's event; in separate transactions the case's row
     lock orders them, and two openings collide on the case's key (the group then runs each alone)."""
-    current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
-    if current is not None and jointstore.has_event(session, event_id=event.id):
+    current = store.get_joint(session, joint_id=event.joint_case_id, for_update=True)
+    if current is not None and store.has_event(session, event_id=event.id):
         return current
-    event.lamport = jointstore.next_lamport(session, joint_id=event.joint_case_id)
+    event.lamport = store.next_lamport(session, joint_id=event.joint_case_id)
     return eventlog.record_one(session, JointLog(county), current, event, headers=current_headers(), now=now)
 
 
 def _keep_alert(session: Session, alert: pb.RiskAlert, event: pb.RiskAlertEvent, now: dt.datetime) -> None:
-    jointstore.put_alert(session, alert=alert)
+    store.put_alert(session, alert=alert)
 
 
-ALERTS = eventlog.Kind("alert", jointrules.apply_alert, _keep_alert, about=lambda event: event.alert_id)
+ALERTS = eventlog.Kind("alert", rules.apply_alert, _keep_alert, about=lambda event: event.alert_id)
 """The risk alerts a town raises or acknowledges: kept as its copy here, published up to the hub."""
 
 
 def record_alert(session: Session, *, event: pb.RiskAlertEvent, now: dt.datetime) -> pb.RiskAlert:
     """Record a risk-alert event of this town and queue it up to the hub."""
-    current = jointstore.get_alert(session, alert_id=event.alert_id)
+    current = store.get_alert(session, alert_id=event.alert_id)
     return eventlog.record_one(session, ALERTS, current, event, headers=current_headers(), now=now)

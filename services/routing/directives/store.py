@@ -8,7 +8,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from fengqiao.v1 import routing_pb2
-from services.routing.models import DirectiveRecord
+from services.routing.directives.models import DirectiveRecord
 
 
 def get_directive(session: Session, *, directive_id: str) -> routing_pb2.Directive | None:

@@ -20,8 +20,8 @@ from fengqiao.inbox import BadMessage, Handler
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointrules, jointstore
-from services.routing.jointrelay import relay
+from services.routing.joint import rules, store
+from services.routing.joint.relay import relay
 
 JOINT_HUB = "fq-joint-hub"
 JOINT_IN = "fq-joint-in"
@@ -69,19 +69,19 @@ def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
 
     def apply(session: Session, envelope: Envelope[pb.JointEvent]) -> None:
         event, kind = envelope.event, envelope.payload or ""
-        if jointstore.has_event(session, event_id=event.id):
+        if store.has_event(session, event_id=event.id):
             return  # a copy of one already kept
-        current = jointstore.get_joint(session, joint_id=event.joint_case_id, for_update=True)
+        current = store.get_joint(session, joint_id=event.joint_case_id, for_update=True)
         if kind == "opened":
             if current is not None:
                 raise BadMessage(f"联合案件 {event.joint_case_id} 已存在")
             neighbours = topology.node(event.node).neighbours
-            jointrules.check_invitations(event.node, list(event.opened.invited), neighbours)
-            jointrules.apply_joint(None, event, county=county)
-        elif current is None or jointrules.participant(current, event.node) is None:
+            rules.check_invitations(event.node, list(event.opened.invited), neighbours)
+            rules.apply_joint(None, event, county=county)
+        elif current is None or rules.participant(current, event.node) is None:
             raise BadMessage(f"{event.node} 不是联合案件 {event.joint_case_id} 的参与方")
-        case = jointstore.add_event(session, event=event, data=envelope.data, county=county, now=clock.now())
-        to = jointrules.recipients(case, sender=event.node)
+        case = store.add_event(session, event=event, data=envelope.data, county=county, now=clock.now())
+        to = rules.recipients(case, sender=event.node)
         messages = relay(county, to, "joint", kind, event.id, envelope.data, current_headers())
         outbox.enqueue_many(session, messages=messages, now=clock.now())
 
@@ -95,14 +95,14 @@ def joint_inbound_handler(node_code: str, county: str, clock: Clock) -> Handler:
 
     def apply(session: Session, envelope: Envelope[pb.JointEvent]) -> None:
         event = envelope.event
-        if jointstore.has_event(session, event_id=event.id):
+        if store.has_event(session, event_id=event.id):
             return  # a copy of one already kept
         if envelope.payload == "opened":
             if node_code not in event.opened.invited:
                 raise BadMessage(f"联合案件 {event.joint_case_id} 没有邀请本中心")
-        elif jointstore.get_joint(session, joint_id=event.joint_case_id) is None:
+        elif store.get_joint(session, joint_id=event.joint_case_id) is None:
             raise BadMessage(f"本中心没有联合案件 {event.joint_case_id}")
-        jointstore.add_event(session, event=event, data=envelope.data, county=county, now=clock.now())
+        store.add_event(session, event=event, data=envelope.data, county=county, now=clock.now())
 
     return receive(decode, apply)
 
@@ -118,8 +118,8 @@ def alert_hub_handler(topology: Topology, clock: Clock) -> Handler:
             strangers = set(event.raised.to_nodes) - set(topology.node(event.node).neighbours)
             if strangers:
                 raise BadMessage(f"{'、'.join(sorted(strangers))} 不是 {event.node} 的相邻乡镇")
-        alert = jointrules.apply_alert(jointstore.get_alert(session, alert_id=event.alert_id), event)
-        jointstore.put_alert(session, alert=alert)
+        alert = rules.apply_alert(store.get_alert(session, alert_id=event.alert_id), event)
+        store.put_alert(session, alert=alert)
         to = list(alert.to_nodes) if kind == "raised" else [alert.from_node]
         messages = relay(county, to, "alert", kind, event.id, envelope.data, current_headers())
         outbox.enqueue_many(session, messages=messages, now=clock.now())
@@ -138,11 +138,11 @@ def alert_inbound_handler(node_code: str, county: str) -> Handler:
 
     def apply(session: Session, envelope: Envelope[pb.RiskAlertEvent]) -> None:
         event, kind = envelope.event, envelope.payload
-        current = jointstore.get_alert(session, alert_id=event.alert_id)
+        current = store.get_alert(session, alert_id=event.alert_id)
         if kind == "raised" and node_code not in event.raised.to_nodes:
             raise BadMessage(f"预警 {event.alert_id} 不是发给本中心的")
         if kind == "acknowledged" and (current is None or current.from_node != node_code):
             raise BadMessage(f"预警 {event.alert_id} 不是本中心发出的")
-        jointstore.put_alert(session, alert=jointrules.apply_alert(current, event))
+        store.put_alert(session, alert=rules.apply_alert(current, event))
 
     return receive(decode, apply)
