@@ -1,25 +1,21 @@
 """Downward commands (指令/交办): sent down the down streams, which buffer through link outages,
 and answered (签收, 办结) up the events streams. Sender and receiver each keep a copy, changed
-only through ``rules.apply_directive``, in the same transaction as the outbox row (here, through
-``DIRECTIVES``) or the inbox row (``consumers``)."""
+only through ``rules.apply_directive``, in the same transaction as the outbox row (recorded with
+``store.DIRECTIVES``) or the inbox row (``consumers``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
 
 import grpc
-from sqlmodel import Session
 
-from fengqiao import eventlog, outbox
-from fengqiao.divisions import down_subject
 from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method, page_bounds
-from fengqiao.telemetry import current_headers
 from fengqiao.v1 import common_pb2, routing_pb2
 from services.routing.base import RoutingBase
-from services.routing.directives import rules, store
+from services.routing.directives import store
+from services.routing.directives.store import record_event
 
 
 def _overdue(directive: routing_pb2.Directive, now: dt.datetime) -> routing_pb2.Directive:
@@ -31,51 +27,14 @@ def _overdue(directive: routing_pb2.Directive, now: dt.datetime) -> routing_pb2.
     return directive
 
 
-def _keep(
-    session: Session, directive: routing_pb2.Directive, event: routing_pb2.DirectiveEvent, now: dt.datetime
-) -> None:
-    store.put_directive(session, directive=directive, now=now)
-
-
-class DirectiveLog(eventlog.Kind[routing_pb2.Directive, routing_pb2.DirectiveEvent]):
-    """Directives of this node: each kept as its copy here, folded as the other side folds it,
-    and published — down to the receiver when issued, up from here when answered."""
-
-    def messages(
-        self, state: routing_pb2.Directive, event: routing_pb2.DirectiveEvent, headers: Mapping[str, str]
-    ) -> list[outbox.Message]:
-        """An issued directive goes down to its receiver; an answer up from the answering node."""
-        if event.WhichOneof("payload") != "issued":
-            return super().messages(state, event, headers)
-        subject = down_subject(event.node, event.issued.to_node, "directive", "issued")
-        return [outbox.Message(subject, event.id, event.SerializeToString(), headers)]
-
-
-DIRECTIVES = DirectiveLog("directive", rules.apply_directive, _keep, about=lambda event: event.directive_id)
-
-
-def record_event(session: Session, *, event: routing_pb2.DirectiveEvent, now: dt.datetime) -> routing_pb2.Directive:
-    """Record a directive event of this node: ``eventlog.record`` with ``DIRECTIVES``."""
-    current = store.get_directive(session, directive_id=event.directive_id)
-    return eventlog.record_one(session, DIRECTIVES, current, event, headers=current_headers(), now=now)
-
-
 class DirectiveMethods(RoutingBase):
     """Sending directives down, and answering the ones received."""
 
     def _event(self, directive_id: str, actor: str) -> routing_pb2.DirectiveEvent:
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        event = routing_pb2.DirectiveEvent(
-            id=str(uuid.uuid4()), directive_id=directive_id, node=self._node, actor=actor
-        )
-        event.at.FromDatetime(self._clock.now())
-        return event
+        return self._new_event(routing_pb2.DirectiveEvent, actor, directive_id=directive_id)
 
     async def _record(self, event: routing_pb2.DirectiveEvent) -> routing_pb2.Directive:
-        now = self._clock.now()
-        directive = await self._db.write(lambda s: record_event(s, event=event, now=now))
-        self._on_commit()
+        directive, now = await self._write(lambda s, now: record_event(s, event=event, now=now))
         return _overdue(directive, now)
 
     @grpc_method

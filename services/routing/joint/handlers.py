@@ -41,17 +41,11 @@ class JointMethods(RoutingBase):
 
     def _joint_event(self, joint_id: str, actor: str, client_request_id: str = "") -> pb.JointEvent:
         """A new event of this center; its id follows from ``client_request_id`` when given."""
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
         event_id = rules.event_id(self._node, joint_id, client_request_id)
-        event = pb.JointEvent(id=event_id, joint_case_id=joint_id, node=self._node, actor=actor)
-        event.at.FromDatetime(self._clock.now())
-        return event
+        return self._new_event(pb.JointEvent, actor, event_id=event_id, joint_case_id=joint_id)
 
     async def _record_joint(self, event: pb.JointEvent) -> pb.JointCase:
-        now = self._clock.now()
-        case = await self._db.write(lambda s: record_joint(s, event=event, county=self._county, now=now))
-        self._on_commit()
+        case, now = await self._write(lambda s, now: record_joint(s, event=event, county=self._county, now=now))
         return _overdue(case, now)
 
     async def _held(self, joint_id: str) -> pb.JointCase:
@@ -172,16 +166,10 @@ class RiskAlertMethods(RoutingBase):
     """Raising, acknowledging and listing 联防 risk alerts."""
 
     def _alert_event(self, alert_id: str, actor: str) -> pb.RiskAlertEvent:
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        event = pb.RiskAlertEvent(id=str(uuid.uuid4()), alert_id=alert_id, node=self._node, actor=actor)
-        event.at.FromDatetime(self._clock.now())
-        return event
+        return self._new_event(pb.RiskAlertEvent, actor, alert_id=alert_id)
 
     async def _record_alert(self, event: pb.RiskAlertEvent) -> pb.RiskAlert:
-        now = self._clock.now()
-        alert = await self._db.write(lambda s: record_alert(s, event=event, now=now))
-        self._on_commit()
+        alert, _now = await self._write(lambda s, now: record_alert(s, event=event, now=now))
         return alert
 
     @grpc_method
