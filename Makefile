@@ -72,10 +72,11 @@ K8S_VERSION ?= 1.28.0
 K8S_MANIFESTS = $(filter-out %/kustomization.yaml %/topology.yaml,$(wildcard deploy/rendered/k8s/*.yaml))
 
 .PHONY: lint
-lint: install promtool ## ruff, mypy, the alert rules (promtool) and the rendered Kubernetes manifests
+lint: install promtool ## ruff, mypy, the import rules (lint-imports), the alert rules (promtool), the rendered manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy fengqiao services host gateway devtools bench
+	$(VENV)/bin/mypy fengqiao services host gateway devtools harness bench
+	$(VENV)/bin/lint-imports
 	promtool check rules deploy/prometheus/fengqiao-alerts.yaml
 	cd deploy/prometheus && promtool test rules fengqiao-alerts.test.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version $(K8S_VERSION) $(K8S_MANIFESTS)

@@ -22,7 +22,7 @@ from bench.procs import server_process
 from fengqiao.divisions import events_stream, own_case_subjects
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.harness.county import submit_request
+from harness.county import submit_request
 
 log = logging.getLogger(__name__)
 

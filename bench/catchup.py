@@ -25,7 +25,7 @@ from bench.harness import BenchSettings, Result, benchmark
 from devtools.natsserver import NatsServer
 from fengqiao.divisions import case_subject, events_stream
 from fengqiao.streams import ensure_streams, watch_sources
-from tests.harness.county import LeafCounty, small_county, submit_request
+from harness.county import LeafCounty, small_county, submit_request
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.procs import announce, wait_for_sigterm
 from devtools.natsserver import NatsServer
 from fengqiao.divisions import Tier
-from tests.harness.county import LocalCounty, small_county
+from harness.county import LocalCounty, small_county
 
 log = logging.getLogger(__name__)
 

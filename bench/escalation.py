@@ -23,7 +23,7 @@ from bench.procs import server_process
 from fengqiao.divisions import case_subject
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import submit_request
+from harness.county import submit_request
 
 log = logging.getLogger(__name__)
 GOAL_P99_MS = 100.0

@@ -16,11 +16,11 @@ from collections.abc import Callable
 import grpc
 
 from fengqiao import grpcutil
+from fengqiao.cases.parties import id_check_digit
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES, DEFAULT_CHANNELS
 from fengqiao.divisions import Tier
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2, intake_pb2, intake_pb2_grpc
-from services.intake.config import DEFAULT_CATEGORIES, DEFAULT_CHANNELS
-from services.intake.rules import id_check_digit
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import NamedTuple
 
 from fengqiao.errors import InvalidArgument
 
@@ -132,6 +133,39 @@ def down_filter(code: str, *, sender: str | None = None, kind: str | None = None
         target = town if village == NO_TOKEN else f"{town}.{village}"
         return f"fq.{publisher}.down.{target}.>"
     return f"fq.{publisher}.down.{town}.{'*' if village == NO_TOKEN else village}.{kind}.>"
+
+
+class Route(NamedTuple):
+    """What a subject says of its message: the node that published it, the node it is sent down
+    to (None for the publisher's own event), its kind and its event type."""
+
+    sender: str
+    to: str | None
+    kind: str
+    event_type: str
+
+
+def _node_of(county: str, town: str, village: str) -> str:
+    """The node whose subject tokens these are, or ``InvalidArgument``."""
+    code = village if village != NO_TOKEN else town if town != NO_TOKEN else county
+    tier_of(code, field="subject")
+    if subject_tokens(code) != (county, town, village):
+        raise InvalidArgument("subject", f"“{county}.{town}.{village}”不是一个中心的主题段")
+    return code
+
+
+def route_of(subject: str) -> Route:
+    """Read a subject of ``event_subject`` or ``down_subject`` back: who published it, to whom.
+
+    ``InvalidArgument`` for a subject of any other layout."""
+    tokens = subject.split(".")
+    if len(tokens) == 6 and tokens[0] == "fq" and tokens[4] != "down":
+        return Route(_node_of(*tokens[1:4]), None, tokens[4], tokens[5])
+    if len(tokens) == 9 and tokens[0] == "fq" and tokens[4] == "down":
+        sender = _node_of(*tokens[1:4])
+        to = _node_of(sender[:6], *tokens[5:7])
+        return Route(sender, to, tokens[7], tokens[8])
+    raise InvalidArgument("subject", f"“{subject}”不是本系统的消息主题")
 
 
 def down_stream(code: str) -> str:

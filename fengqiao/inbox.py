@@ -1,7 +1,8 @@
-"""Receiving: the inbox consumer every service uses, and the errors a handler raises.
+"""Receiving: the inbox consumer every service uses.
 
 A consumer applies each message once (an inbox row in the same transaction); a message that can
 never apply is a dead letter with its reason; one that arrived too early is delivered again.
+Handlers are built with the one decode step, ``fengqiao.decode``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from sqlmodel import Session
 
 from fengqiao.bus import MSG_ID
 from fengqiao.db import Database
-from fengqiao.errors import BadMessage, NotYet, Unavailable
+from fengqiao.errors import (
+    BadMessage,
+    NotYet,
+    Unavailable,
+)
 from fengqiao.models import DeadLetter, InboxRecord
 from fengqiao.telemetry import consume_span
 

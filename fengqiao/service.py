@@ -6,12 +6,13 @@ what a service gives back (``ServiceParts``). The node host builds one and calls
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+import datetime as dt
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from sqlmodel import Session
 
 from fengqiao import inbox
 from fengqiao.clock import Clock
@@ -22,7 +23,12 @@ from fengqiao.security.sealing import PersonalKey
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology
 
-log = logging.getLogger(__name__)
+
+class FigureSource(Protocol):
+    """Counts a service adds to the federation's figures of the subtree ``within`` for [start,
+    end), keyed by their ``NodeStats`` field names, read in the federation's read transaction."""
+
+    def __call__(self, session: Session, *, within: str, start: dt.datetime, end: dt.datetime) -> Mapping[str, int]: ...
 
 
 @dataclasses.dataclass
@@ -38,6 +44,8 @@ class NodeContext:
     clock: Clock
     outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
     personal_key: PersonalKey  # the county's key sealing parties' personal data
+    # Wired by the host whichever services run in this process: they read the node's database.
+    figure_sources: tuple[FigureSource, ...] = ()
     metrics: NodeMetrics | None = None  # the node's Prometheus metrics (the host serves them)
 
     def consumer(

@@ -1,23 +1,29 @@
 """Node-wide settings, read once from the environment (prefix ``FQ_``) and the command line.
 
 Each service adds its own knobs in ``services/<name>/config.py``; nothing else reads
-``os.environ``.
+``os.environ``. What every service of a node must agree on lives here, such as the case
+vocabulary (``FQ_CATEGORIES``, ``FQ_CHANNELS``), which the services and the gateway get from
+``NodeContext.settings``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES, DEFAULT_CHANNELS, Vocabulary
 from fengqiao.clock import Clock, ScaledClock, SystemClock
 from fengqiao.security.sealing import parse_key
 
 ALL_SERVICES = ("intake", "routing", "assessment", "federation")
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "xxx"}
+_SEPARATORS = re.compile(r"[,，、]")  # the full-width ones too, as a Chinese keyboard types them
 
 
 class MissingSecret(ValueError):
@@ -38,7 +44,16 @@ class NodeSettings(BaseSettings):
     )
     nats_url: str = "nats://127.0.0.1:4222"
     data_dir: Path = Path(".fengqiao/data")
-    services: tuple[str, ...] = ALL_SERVICES
+    # NoDecode: lists come as text ("intake,routing"), split by the validators below, or JSON.
+    services: Annotated[tuple[str, ...], NoDecode] = ALL_SERVICES
+    categories: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CATEGORIES,
+        description='the county\'s case categories (GB/T 31000 "9+X": the shared ones and its own), '
+        "comma-separated or a JSON list",
+    )
+    channels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHANNELS, description="the channels a case may come by, comma-separated or a JSON list"
+    )
     grpc_port: int | None = Field(default=None, description="overrides the topology's port")
     http_port: int | None = Field(default=None, description="overrides the topology's port")
     bind_host: str | None = Field(
@@ -83,11 +98,31 @@ class NodeSettings(BaseSettings):
         validation_alias=AliasChoices("OTEL_SERVICE_NAME", "otel_service_name"),
     )
 
-    @field_validator("services", mode="before")
+    @field_validator("services", "categories", "channels", mode="before")
     @classmethod
-    def _split_services(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(s.strip() for s in value.split(",") if s.strip())
+    def _split_list(cls, value: object) -> object:
+        """A list from the environment: a JSON list, or words separated by commas."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from exc
+        return tuple(word.strip() for word in _SEPARATORS.split(text) if word.strip())
+
+    @field_validator("categories", "channels")
+    @classmethod
+    def _distinct_words(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        name = f"FQ_{str(info.field_name).upper()}"
+        if not value:
+            raise ValueError(f"{name} must list at least one word")
+        if any(not word.strip() or word != word.strip() for word in value):
+            raise ValueError(f"{name} must not hold blank words or words with surrounding spaces")
+        repeated = sorted({word for word in value if value.count(word) > 1})
+        if repeated:
+            raise ValueError(f"{name} lists {', '.join(repeated)} more than once")
         return value
 
     @field_validator("services")
@@ -135,6 +170,10 @@ class NodeSettings(BaseSettings):
             return SystemClock()
         start = self.clock_start or dt.datetime.fromtimestamp(self.clock_wall_start, dt.UTC)
         return ScaledClock(start=start, wall_start=self.clock_wall_start, speed=self.clock_speed)
+
+    def vocabulary(self) -> Vocabulary:
+        """The categories and channels this node's cases may be filed under."""
+        return Vocabulary(self.categories, self.channels)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file per node."""

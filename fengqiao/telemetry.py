@@ -7,7 +7,6 @@ gRPC, FastAPI and SQLAlchemy use the standard instrumentations; the exporter is 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator, Mapping
 
 from opentelemetry import propagate, trace
@@ -16,7 +15,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind
 
-log = logging.getLogger(__name__)
 tracer = trace.get_tracer("fengqiao")
 
 

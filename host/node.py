@@ -27,7 +27,7 @@ from fengqiao.outbox import OutboxRelay
 from fengqiao.security import auth, sealing
 from fengqiao.security.peers import PeerPolicy, server_credentials
 from fengqiao.security.pki import TlsFiles
-from fengqiao.service import NodeContext, ServiceParts
+from fengqiao.service import FigureSource, NodeContext, ServiceParts
 from fengqiao.settings import NodeSettings
 from fengqiao.streams import ensure_streams, watch_sources
 from fengqiao.telemetry import instrument_sqlalchemy
@@ -99,7 +99,19 @@ class Node:
         metrics = NodeMetrics(code)
         relay = OutboxRelay(db=db, js=js, on_published=metrics.outbox_published.inc)
         key = sealing.from_settings(settings.personal_data_key.get_secret_value())
-        self.ctx = NodeContext(settings, self.topology, self.spec, db, nc, js, self.clock, relay.wake, key, metrics)
+        self.ctx = NodeContext(
+            settings,
+            self.topology,
+            self.spec,
+            db,
+            nc,
+            js,
+            self.clock,
+            relay.wake,
+            key,
+            figure_sources=figure_sources(),
+            metrics=metrics,
+        )
         factories = _service_factories()
         parts = [factories[name](self.ctx) for name in settings.services]
         metrics.add_gauges(node_gauges(db, node_code=code, now=self.clock.now))
@@ -182,6 +194,15 @@ def _service_factories() -> dict[str, Callable[[NodeContext], ServiceParts]]:
     from services.routing.server import create as routing
 
     return {"intake": intake, "routing": routing, "assessment": assessment, "federation": federation}
+
+
+def figure_sources() -> tuple[FigureSource, ...]:
+    """What other services add to the federation's figures: 四必评 assessments and 三联 joint
+    cases, read from the node's database — so wired whichever services run in this process."""
+    from services.assessment.store import assessment_figures
+    from services.routing.joint.store import joint_figures
+
+    return (assessment_figures, joint_figures)
 
 
 async def run_until_stopped(node: Node, stop: asyncio.Event) -> None:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from devtools.natsserver import NatsServer
 from fengqiao.clock import Clock, FakeClock
-from tests.harness.county import LocalCounty, small_county
+from harness.county import LocalCounty, small_county
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devtools.processes import kill_process, stop_process
 from fengqiao.grpcutil import channel
 from fengqiao.topology import Topology
-from tests.harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET, LeafCounty, free_ports, small_county
+from harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET, LeafCounty, free_ports, small_county
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 90.0

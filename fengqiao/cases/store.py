@@ -1,7 +1,8 @@
 """Storage of the case log and its projection (SQLModel; keyword-only arguments).
 
-The holder appends events with ``append_events`` (event, projection and outbox row in the
-caller's transaction); the tiers above store the same events with ``store_replicated``.
+The holder records events with ``append_events`` / ``append_many`` (the ``CaseLog`` of
+``fengqiao.eventlog``: event, projection, outbox rows and audit entry in the caller's
+transaction); the tiers above store the same events with ``store_replicated``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
-from fengqiao import outbox
+from fengqiao import eventlog, outbox
 from fengqiao.cases import lifecycle
 from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.divisions import case_subject, down_subject
@@ -103,54 +104,58 @@ def find_case(session: Session, *, key: str) -> pb.Case | None:
     return None if data is None else pb.Case.FromString(data)
 
 
-@dataclasses.dataclass
-class Append:
-    """Events to append to one case (``case`` is None for a new one), with their trace headers."""
+Append = eventlog.Append[pb.Case, pb.CaseEvent]
+"""Events to append to one case (``state`` is None for a new one), with their trace headers."""
 
-    case: pb.Case | None
-    events: Sequence[pb.CaseEvent]
-    headers: Mapping[str, str]
+
+@dataclasses.dataclass(frozen=True)
+class CaseLog:
+    """The case log of the holder ``node_code``: each event is kept in the case tables and
+    published on the holder's subjects — and, for a case from below, down to its origin too,
+    which keeps a read-only copy."""
+
+    node_code: str
+
+    def fold(self, state: pb.Case | None, event: pb.CaseEvent) -> pb.Case:
+        """The case after ``event`` (the lifecycle checks its writer and its step)."""
+        return lifecycle.apply(state, event)
+
+    def save(
+        self, session: Session, changes: Sequence[eventlog.Change[pb.Case, pb.CaseEvent]], *, now: dt.datetime
+    ) -> list[pb.Case]:
+        """Insert every event and every projection, and update the changed ones, a statement each
+        for the whole batch (the holder's group commit)."""
+        _insert_events(session, [e for c in changes for e in c.events], now=now)
+        new = [c.after for c in changes if c.before is None]
+        _save_projections(session, new=new, changed=[c.after for c in changes if c.before is not None])
+        return [c.after for c in changes]
+
+    def messages(self, state: pb.Case, event: pb.CaseEvent, headers: Mapping[str, str]) -> list[outbox.Message]:
+        """The event on the holder's case subject, and down to the origin for a case from below."""
+        kind, data = lifecycle.event_type(event), event.SerializeToString()
+        messages = [outbox.Message(case_subject(self.node_code, kind), event.id, data, headers)]
+        if state.origin_node != self.node_code:
+            down = down_subject(self.node_code, state.origin_node, "case", kind)
+            messages.append(outbox.Message(down, f"{event.id}:down", data, headers))
+        return messages
+
+    def audit_entry(self, state: pb.Case, event: pb.CaseEvent, *, now: dt.datetime) -> audit.Entry:
+        """``case.<event type>`` by the event's actor, at the event's own time."""
+        return audit.Entry(
+            at=lifecycle.event_time(event),
+            node=event.node,
+            actor=event.actor,
+            action=f"case.{lifecycle.event_type(event)}",
+            subject=event.case_id,
+            detail={"event": event.id, "seq": event.seq},
+        )
 
 
 def append_many(session: Session, *, appends: Sequence[Append], node_code: str, now: dt.datetime) -> list[pb.Case]:
-    """Fold each append's events onto its case and store events, projections and outbox rows
-    with a handful of statements for the whole batch (the holder's group commit)."""
-    results: list[pb.Case] = []
-    new: list[pb.Case] = []
-    changed: list[pb.Case] = []
-    events: list[pb.CaseEvent] = []
-    messages: list[outbox.Message] = []
-    for item in appends:
-        case = item.case
-        for event in item.events:
-            case = lifecycle.apply(case, event)
-            events.append(event)
-            kind, data = lifecycle.event_type(event), event.SerializeToString()
-            messages.append(outbox.Message(case_subject(node_code, kind), event.id, data, item.headers))
-            if case.origin_node != node_code:  # a case from below: its origin keeps a read-only copy
-                down = down_subject(node_code, case.origin_node, "case", kind)
-                messages.append(outbox.Message(down, f"{event.id}:down", data, item.headers))
-        if case is None:
-            raise InvalidArgument("events", "没有要写入的事件")
-        if item.events:
-            (new if item.case is None else changed).append(case)
-        results.append(case)
-    _insert_events(session, events, now=now)
-    outbox.enqueue_many(session, messages=messages, now=now)
-    _save_projections(session, new=new, changed=changed)
-    audit.record(session, [_audit_entry(e) for e in events])
-    return results
-
-
-def _audit_entry(event: pb.CaseEvent) -> audit.Entry:
-    return audit.Entry(
-        at=lifecycle.event_time(event),
-        node=event.node,
-        actor=event.actor,
-        action=f"case.{lifecycle.event_type(event)}",
-        subject=event.case_id,
-        detail={"event": event.id, "seq": event.seq},
-    )
+    """Record each append's events onto its case (``eventlog.record`` with the ``CaseLog``):
+    events, projections, outbox rows and audit entries of the whole batch in a handful of
+    statements."""
+    return eventlog.record(session, CaseLog(node_code), appends, now=now)
 
 
 def append_events(
@@ -303,17 +308,6 @@ def load_for_update(session: Session, *, case_id: str) -> pb.Case | None:
     query = sa_select(_CASES.c.data).where(_CASES.c.id == case_id).with_for_update()
     data = session.connection().execute(query).scalar()
     return None if data is None else pb.Case.FromString(data)
-
-
-def latest_event_at(session: Session, *, within: str) -> dt.datetime | None:
-    """When the newest event from the subtree was written (its own timestamp)."""
-    value = session.exec(
-        select(CaseEventRecord.at)
-        .where(col(CaseEventRecord.node).startswith(within))
-        .order_by(col(CaseEventRecord.at).desc())
-        .limit(1)
-    ).first()
-    return None if value is None else value
 
 
 Steps = Callable[[pb.Case], Sequence[tuple[str, Message]]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,7 +11,6 @@ from fengqiao.clock import CHINA_TZ
 from fengqiao.security.privacy import redact_text
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
-from services.intake.config import IntakeSettings
 
 GROUPS = {"治安隐患": "隐患", "安全隐患": "隐患", "环境污染": "隐患", "其它": "其它"}
 CLOSED = {pb.CASE_STATUS_CLOSED, pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED}
@@ -31,12 +29,6 @@ NOTES = {
     pb.CASE_STATUS_RETURNED: "承办部门退单，中心重新交办中",
     pb.CASE_STATUS_REOPENED: "回访不满意，发回重办",
 }
-
-
-@cache
-def category_list() -> tuple[str, ...]:
-    """The county's categories (the intake service's settings): Open311's services."""
-    return IntakeSettings().categories
 
 
 def definition(code: str) -> dict[str, Any]:

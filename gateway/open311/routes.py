@@ -1,13 +1,14 @@
 """Open311 GeoReport v2 under ``/open311/v2/`` (http://wiki.open311.org/GeoReport_v2), every
 method in XML (the spec's required format) and JSON: ``/services.xml``, ``/services.json``, ….
 
-Services are the county's case categories; a request becomes a case through intake (channel
-12345转办, the Chinese 311); ``jurisdiction_id`` is a division code at or below this node. Reads
-are public and carry no personal data (parties' names, ID numbers and phones are masked in the
-description, the address is the village or town, coordinates are rounded to about 1 km, the
-photo behind ``media_url`` is a thumbnail without metadata). ``GET requests`` also takes the
-paging extension (``page``, ``page_size``) and ``updated_after``/``updated_before``. Errors follow
-the spec: ``[{"code", "description"}]`` or ``<errors><error>…``, with a Chinese description.
+Services are the county's case categories (the node setting ``FQ_CATEGORIES``); a request
+becomes a case through intake (channel 12345转办, the Chinese 311); ``jurisdiction_id`` is a
+division code at or below this node. Reads are public and carry no personal data (parties'
+names, ID numbers and phones are masked in the description, the address is the village or town,
+coordinates are rounded to about 1 km, the photo behind ``media_url`` is a thumbnail without
+metadata). ``GET requests`` also takes the paging extension (``page``, ``page_size``) and
+``updated_after``/``updated_before``. Errors follow the spec: ``[{"code", "description"}]`` or
+``<errors><error>…``, with a Chinese description.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fengqiao.security.records import ApiKey
 from fengqiao.v1 import case_pb2, common_pb2, intake_pb2
 from gateway.deps import Context, Services
 from gateway.open311 import media, xml
-from gateway.open311.format import GROUPS, as_request, category_list, definition, parse_time
+from gateway.open311.format import GROUPS, as_request, definition, parse_time
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 CHANNEL = "12345转办"
@@ -130,7 +131,7 @@ async def services(format: str, ctx: Context, jurisdiction_id: str = "") -> Resp
     return _answer(format, "services", [
         {"service_code": c, "service_name": c, "description": f"{c}类矛盾纠纷、诉求或隐患", "metadata": True,
          "type": "realtime", "keywords": c, "group": GROUPS.get(c, "矛盾纠纷")}
-        for c in category_list()
+        for c in ctx.settings.categories
     ])  # fmt: skip
 
 
@@ -138,7 +139,7 @@ async def services(format: str, ctx: Context, jurisdiction_id: str = "") -> Resp
 async def service_definition(service_code: str, format: str, ctx: Context, jurisdiction_id: str = "") -> Response:
     _format(format)
     _jurisdiction(ctx, jurisdiction_id)
-    if service_code not in category_list():
+    if service_code not in ctx.settings.categories:
         raise Open311Error(404, f"没有服务 {service_code}，请先查询 services.{format}")
     return _answer(format, "service_definition", definition(service_code))
 
@@ -171,7 +172,7 @@ async def create_request(
     code = _jurisdiction(ctx, jurisdiction_id)
     if not code.startswith(key.node_code):
         raise Open311Error(403, f"此 api_key 只能提交 {key.node_code} 及其下级的诉求")
-    if service_code not in category_list():
+    if service_code not in ctx.settings.categories:
         raise Open311Error(400, f"service_code “{service_code}” 不是可受理的类别")
     if not description.strip():
         raise Open311Error(400, "description 不能为空：请描述诉求")

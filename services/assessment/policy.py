@@ -7,15 +7,12 @@ Rules: ``deploy/policy/assessment.yaml`` documents them. Everything is pure but
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any
 
 from fengqiao.errors import InvalidArgument
 from fengqiao.rulefile import ReloadingFile, read_yaml
 from fengqiao.v1 import assessment_pb2 as pb
-
-logger = logging.getLogger(__name__)
 
 LEVELS = ("low", "medium", "high")
 LEVEL_LABELS = {"low": "低风险", "medium": "中风险", "high": "高风险"}

@@ -15,12 +15,10 @@ from collections.abc import Callable
 from fengqiao.divisions import Tier, is_within, tier_of
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.v1 import assessment_pb2 as pb
-from services.assessment.policy import LEVEL_LABELS, Verdict
+from services.assessment.policy import Verdict
 
 STAGES = ("立项", "决策", "实施", "验收")
 KINDS = ("征地", "拆迁", "产业园区", "政策调整", "其它")
-STATUS_LABELS = {"active": "推进中", "suspended": "高风险暂停", "completed": "四评完成"}
-GATE_STATUSES = ("pending", "assessed", "blocked", "passed")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
 _PROJECT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:fengqiao:assessment:project")
 
@@ -200,8 +198,3 @@ def _apply(project: pb.Project, event: pb.ProjectEvent, kind: str | None) -> Non
         project.cases.append(event.case_linked.link)
     else:
         raise InvalidArgument("payload", f"未知的项目事件类型 {kind}")
-
-
-def level_label(level: str) -> str:
-    """高风险, 中风险, 低风险 — or 未评估 for an empty level."""
-    return LEVEL_LABELS.get(level, "未评估")

@@ -1,8 +1,9 @@
 """Assessment's storage (keyword-only): project event logs, their projections, and the figures.
 
-The registering center appends events with ``append`` (event, projection and outbox row in one
-transaction); the tiers above store the replicated copies with ``store_replicated``, in order
-and once each. Both fold with ``rules.fold``, so every copy of a project is the same.
+The registering center records events with ``append`` (the ``ProjectLog`` of
+``fengqiao.eventlog``: event, projection, outbox row and audit entry in one transaction); the
+tiers above store the replicated copies with ``store_replicated``, in order and once each. Both
+fold with ``rules.fold``, so every copy of a project is the same.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from fengqiao import outbox
+from fengqiao import eventlog
 from fengqiao.cases.records import CaseRecord
-from fengqiao.divisions import event_subject
 from fengqiao.errors import NotFound
 from fengqiao.inbox import NotYet
-from fengqiao.security import audit
 from fengqiao.v1 import assessment_pb2 as pb
 from services.assessment import rules
 from services.assessment.models import AssessmentRecord, HazardRecord, ProjectEventRecord, ProjectRecord
@@ -102,17 +101,19 @@ def _store(session: Session, *, event: pb.ProjectEvent, project: pb.Project) -> 
     session.flush()
 
 
-def append(session: Session, *, event: pb.ProjectEvent, headers: Mapping[str, str], now: dt.datetime) -> pb.Project:
-    """Fold a new event onto its project and store both with its outbox row (registering node)."""
-    current = load_project(session, project_id=event.project_id, for_update=True)
-    project = rules.fold(current, event)
+def _keep(session: Session, project: pb.Project, event: pb.ProjectEvent, now: dt.datetime) -> None:
     _store(session, event=event, project=project)
-    subject = event_subject(event.node, "project", event.WhichOneof("payload") or "event")
-    message = outbox.Message(subject, event.id, event.SerializeToString(), headers)
-    outbox.enqueue_many(session, messages=[message], now=now)
-    kind = f"project.{event.WhichOneof('payload')}"
-    audit.record(session, [audit.Entry(now, event.node, event.actor, kind, event.project_id)])
-    return project
+
+
+PROJECTS = eventlog.Kind("project", rules.fold, _keep, about=lambda event: event.project_id)
+"""The project logs of the registering center: folded as every copy folds them, kept in the
+project tables, published on its project subjects."""
+
+
+def append(session: Session, *, event: pb.ProjectEvent, headers: Mapping[str, str], now: dt.datetime) -> pb.Project:
+    """Record a new event of its project (registering node): ``eventlog.record`` with ``PROJECTS``."""
+    current = load_project(session, project_id=event.project_id, for_update=True)
+    return eventlog.record_one(session, PROJECTS, current, event, headers=headers, now=now)
 
 
 def store_replicated(session: Session, *, event: pb.ProjectEvent) -> bool:
@@ -190,3 +191,9 @@ def assessment_counts(session: Session, *, within: str, start: dt.datetime, end:
             )
         ),
     )
+
+
+def assessment_figures(session: Session, *, within: str, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    """``assessment_counts`` under their ``NodeStats`` names: this service's part of the
+    federation's figures (a ``fengqiao.service.FigureSource``)."""
+    return assessment_counts(session, within=within, start=start, end=end)._asdict()

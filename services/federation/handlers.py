@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import logging
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,13 +18,12 @@ from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
 from fengqiao.grpcutil import grpc_method
+from fengqiao.service import FigureSource
 from fengqiao.topology import NodeSpec, Topology
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 from services.federation import feed, keys, rankings, report, rules, snapshot, store, views, warning
 from services.federation.config import FederationSettings
 from services.federation.links import subtree_links
-
-log = logging.getLogger(__name__)
 
 
 def feed_subject(county: str) -> str:
@@ -49,6 +47,7 @@ class Deps:
     clock: Clock
     settings: FederationSettings
     feed_key: Ed25519PrivateKey | None  # the county's; None below the county
+    figure_sources: tuple[FigureSource, ...] = ()  # other services' counts in the figures
 
 
 class FederationHandlers(federation_pb2_grpc.FederationServicer):
@@ -73,7 +72,13 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
 
         def take(session: Session) -> snapshot.Snapshot:
             return snapshot.take(
-                session, topology=self._topology, code=code, period=period, now=now, stale_after=self._stale_after
+                session,
+                topology=self._topology,
+                code=code,
+                period=period,
+                now=now,
+                stale_after=self._stale_after,
+                sources=self._d.figure_sources,
             )
 
         return await self._db.read(take)

@@ -51,8 +51,3 @@ def parse_period(text: str) -> Period:
     except ValueError as exc:
         raise InvalidArgument("period", f"统计周期“{text}”无效") from exc
     raise InvalidArgument("period", f"统计周期“{text}”格式不对，应为 2026-11-22、2026-11、2026Q4 或 2026")
-
-
-def rate(numerator: int, denominator: int) -> float:
-    """numerator / denominator, 0 when there is nothing to divide by."""
-    return numerator / denominator if denominator else 0.0

@@ -1,21 +1,22 @@
 """The figures of a subtree at one moment: store reads folded by the pure figure code.
 
 Run inside one read transaction (``Database.read``), so every node's figures, its staleness and
-its children's come from the same state of the case log.
+its children's come from the same state of the case log. The figures other services keep (四必评
+assessments, 三联 joint cases) come from the node's figure sources, read in the same transaction.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlmodel import Session
 
+from fengqiao.service import FigureSource
 from fengqiao.topology import NodeSpec, Topology
-from services.assessment.store import AssessmentCounts, assessment_counts
 from services.federation import figures, store
 from services.federation.rules import Period
-from services.routing.jointstore import JointCounts, joint_counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +30,7 @@ class Snapshot:
     nodes: dict[str, NodeSpec]
     tallies: dict[str, figures.Tally]
     latest: dict[str, dt.datetime | None]
-    assessments: dict[str, AssessmentCounts]
-    joint: dict[str, JointCounts]
+    contributed: dict[str, dict[str, int]]  # per node, the figure sources' counts by NodeStats field
 
     def stale(self, code: str) -> bool:
         return figures.is_stale(self.latest[code], now=self.generated_at, after=self.stale_after)
@@ -58,8 +58,10 @@ def take(
     period: Period,
     now: dt.datetime,
     stale_after: dt.timedelta,
+    sources: Sequence[FigureSource] = (),
 ) -> Snapshot:
-    """The snapshot of ``code``'s subtree for ``period`` as of ``now``."""
+    """The snapshot of ``code``'s subtree for ``period`` as of ``now``, with the counts of
+    ``sources`` (the node's figure sources) for every node."""
     nodes = {n.code: n for n in topology.subtree(code)}
     cases = store.cases_received(session, within=code, start=period.start, end=period.end)
     by_origin = figures.tally_by_origin(figures.facts_of(c, now=now) for c in cases)
@@ -73,6 +75,12 @@ def take(
         nodes=nodes,
         tallies=figures.rollup(by_origin, list(nodes)),
         latest=newest_per_subtree(latest, list(nodes)),
-        assessments={c: assessment_counts(session, within=c, start=utc_start, end=utc_end) for c in nodes},
-        joint={c: joint_counts(session, within=c, start=utc_start, end=utc_end) for c in nodes},
+        contributed={
+            c: {
+                name: count
+                for source in sources
+                for name, count in source(session, within=c, start=utc_start, end=utc_end).items()
+            }
+            for c in nodes
+        },
     )

@@ -38,10 +38,9 @@ def node_stats(snap: Snapshot, code: str, *, include_children: bool) -> federati
         stale=snap.stale(code),
         stale_nodes=snap.stale_nodes(code),
         stale_after_seconds=int(snap.stale_after.total_seconds()),
-        **snap.assessments[code]._asdict(),
-        joint_cases_opened=snap.joint[code].opened,
-        joint_cases_closed=snap.joint[code].closed,
     )
+    for name, count in snap.contributed[code].items():
+        setattr(stats, name, count)
     for name, (num, den, _) in figures.rates(tally).items():
         getattr(stats, name).CopyFrom(rate(num, den))
     for name, (total, count, _) in figures.means(tally).items():

@@ -48,17 +48,6 @@ class Signal:
     p_value: float
 
 
-def poisson_upper_tail(k: int, mean: float) -> float:
-    """P(X ≥ k) for X ~ Poisson(mean)."""
-    if k <= 0:
-        return 1.0
-    if mean <= 0:
-        return 0.0
-    log_mean = math.log(mean)
-    below = math.fsum(math.exp(i * log_mean - mean - math.lgamma(i + 1)) for i in range(k))
-    return max(0.0, 1.0 - below)
-
-
 def binomial_upper_tail(k: int, n: int, p: float) -> float:
     """P(X ≥ k) for X ~ Binomial(n, p)."""
     if k <= 0:

@@ -21,7 +21,7 @@ from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
 from fengqiao.telemetry import current_headers, tracer
 from fengqiao.v1 import case_pb2 as pb
-from services.intake import policy
+from services.intake import deadlines
 from services.intake.config import IntakeSettings
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ class ClockWatch:
         self._on_commit = on_commit
 
     def _alarms(self, case: pb.Case) -> list[tuple[str, Message]]:
-        return policy.owed_alarms(
-            case, self._clock.now(), self._settings.warn_share, supervisor=policy.supervisor_of(self._node)
+        return deadlines.owed_alarms(
+            case, self._clock.now(), self._settings.warn_share, supervisor=deadlines.supervisor_of(self._node)
         )
 
     def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
@@ -68,7 +68,7 @@ class ClockWatch:
         candidates = await self._db.run(lambda s: casestore.with_alarms_pending(s, holder_node=self._node))
         raised = 0
         for case in candidates:
-            if not policy.owed_alarms(case, now, self._settings.warn_share, supervisor=self._node):
+            if not deadlines.owed_alarms(case, now, self._settings.warn_share, supervisor=self._node):
                 continue
             with tracer.start_as_current_span("clock alarm"):
                 headers = current_headers()

@@ -1,19 +1,13 @@
-"""Settings of the intake service (prefix ``FQ_INTAKE_``)."""
+"""Settings of the intake service (prefix ``FQ_INTAKE_``).
+
+The categories and channels it accepts are the node's (``FQ_CATEGORIES``, ``FQ_CHANNELS`` in
+``fengqiao/settings.py``), for the whole node must agree on them.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-# DESIGN §4, in the spirit of GB/T 31000's "9+X": extensible per county.
-DEFAULT_CATEGORIES = (
-    "婚姻家庭", "邻里", "房屋宅基地", "合同", "生产经营", "损害赔偿", "山林土地", "征地拆迁",
-    "环境污染", "劳动争议", "消费", "医疗", "道路交通", "物业", "治安隐患", "安全隐患", "其它",
-)  # fmt: skip
-DEFAULT_CHANNELS = (
-    "网格员上报", "群众来访", "电话热线", "民情收集箱", "视频监控预警", "12345转办", "警调对接",
-    "网上信访", "部门移交",
-)  # fmt: skip
 
 
 class IntakeSettings(BaseSettings):
@@ -21,8 +15,6 @@ class IntakeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FQ_INTAKE_", extra="ignore")
 
-    categories: tuple[str, ...] = DEFAULT_CATEGORIES
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
     description_max_chars: int = 2000
     max_parties: int = 20
     text_max_chars: int = 200

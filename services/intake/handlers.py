@@ -11,30 +11,26 @@ import grpc
 from google.protobuf.message import Message
 
 from fengqiao.cases import store as casestore
+from fengqiao.cases.held import CaseStep, HeldCases
+from fengqiao.cases.vocabulary import Vocabulary
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import tier_of
-from fengqiao.errors import InvalidArgument, NotFound
+from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
 from fengqiao.security.sealing import PersonalKey
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
-from services.intake import attachments, policy, rules, store
+from services.intake import attachments, deadlines, rules, store
 from services.intake.config import IntakeSettings
 from services.intake.writer import IntakeWriter
 
 
-class StepRequest(Protocol):
-    """What every closed-loop step request carries (TriageRequest, AssignRequest, ...)."""
+class StepRequest(CaseStep, Protocol):
+    """A closed-loop step request (TriageRequest, AssignRequest, ...): its slip is ``step``."""
 
-    @property
-    def case_id(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def expected_version(self) -> int: ...
     @property
     def step(self) -> Message: ...
 
@@ -48,6 +44,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         db: Database,
         node_code: str,
         topology: Topology,
+        vocabulary: Vocabulary,
         settings: IntakeSettings,
         clock: Clock,
         files: attachments.AttachmentStore,
@@ -59,11 +56,12 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         self._db = db
         self._node = node_code
         self._topology = topology
+        self._vocabulary = vocabulary
         self._settings = settings
         self._clock = clock
         self._files = files
         self._writer = writer
-        self._on_commit = on_commit
+        self._held_cases = HeldCases(db=db, node_code=node_code, clock=clock, key=key, on_commit=on_commit)
 
     # 受理 and reading ------------------------------------------------------------------
 
@@ -71,11 +69,13 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
     async def SubmitCase(
         self, request: intake_pb2.SubmitCaseRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitCaseResponse:
-        rules.validate_submit(request, node_code=self._node, topology=self._topology, settings=self._settings)
+        rules.validate_submit(
+            request, node_code=self._node, topology=self._topology, vocabulary=self._vocabulary, settings=self._settings
+        )
         submission = store.Submission(
             request=request,
             actor=request.reporter or "intake",
-            deadline=policy.intake_deadline(request.response_class, self._clock.now(), self._settings),
+            deadline=deadlines.intake_deadline(request.response_class, self._clock.now(), self._settings),
             headers=current_headers(),
         )
         case, duplicate = await self._writer.submit(submission)
@@ -127,45 +127,23 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     # The closed loop ---------------------------------------------------------------------
 
-    async def _advance(self, case_id: str, actor: str, expected_version: int, payloads: casestore.Steps) -> pb.Case:
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        now, headers = self._clock.now(), current_headers()
-        case = await self._db.write(
-            lambda s: casestore.advance(
-                s,
-                case_id=case_id,
-                node_code=self._node,
-                actor=actor,
-                steps=payloads,
-                now=now,
-                headers=headers,
-                expected_version=expected_version,
-            )
-        )
-        self._on_commit()
-        return self._key.opened(case)
-
     async def _simple(self, request: StepRequest, field: str) -> pb.Case:
         step = request.step
-        return await self._advance(
-            request.case_id, request.actor, request.expected_version, lambda _case: [(field, step)]
-        )
+        return await self._held_cases.advance(request, lambda _case: [(field, step)])
 
     @grpc_method
     async def Triage(self, request: intake_pb2.TriageRequest, context: grpc.aio.ServicerContext) -> pb.Case:
-        if request.step.category not in self._settings.categories:
-            raise InvalidArgument("category", f"未知的案件类别“{request.step.category}”")
+        self._vocabulary.check_category(request.step.category)
 
         def payloads(case: pb.Case) -> list[tuple[str, Message]]:
             step = pb.Triaged()
             step.CopyFrom(request.step)
             given = step.deadline.ToDatetime(dt.UTC) if step.HasField("deadline") else None
             start = case.clock_start.ToDatetime(dt.UTC)
-            step.deadline.FromDatetime(policy.deadline_for(step.response_class, start, self._settings, given=given))
+            step.deadline.FromDatetime(deadlines.deadline_for(step.response_class, start, self._settings, given=given))
             return [("triaged", step)]
 
-        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+        return await self._held_cases.advance(request, payloads)
 
     @grpc_method
     async def Assign(self, request: intake_pb2.AssignRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -173,11 +151,8 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
 
     @grpc_method
     async def Acknowledge(self, request: intake_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext) -> pb.Case:
-        return await self._advance(
-            request.case_id,
-            request.actor,
-            request.expected_version,
-            lambda case: [("acknowledged", pb.Acknowledged(department=case.assignment.department))],
+        return await self._held_cases.advance(
+            request, lambda case: [("acknowledged", pb.Acknowledged(department=case.assignment.department))]
         )
 
     @grpc_method
@@ -224,9 +199,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         step = pb.Closed()
         step.CopyFrom(request.step)
         step.resolved_tier = common_pb2.Tier.ValueType(tier_of(self._node))  # the holder's tier settles it
-        return await self._advance(
-            request.case_id, request.actor, request.expected_version, lambda _case: [("closed", step)]
-        )
+        return await self._held_cases.advance(request, lambda _case: [("closed", step)])
 
     @grpc_method
     async def FollowUp(self, request: intake_pb2.FollowUpRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -239,7 +212,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
                 steps.append(("reopened", reopened))
             return steps
 
-        return await self._advance(request.case_id, request.actor, request.expected_version, payloads)
+        return await self._held_cases.advance(request, payloads)
 
     @grpc_method
     async def Archive(self, request: intake_pb2.ArchiveRequest, context: grpc.aio.ServicerContext) -> pb.Case:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from fengqiao.cases.parties import id_number_problem, is_valid_phone
+from fengqiao.cases.vocabulary import Vocabulary
 from fengqiao.clock import CHINA_TZ
 from fengqiao.divisions import is_within, tier_of
 from fengqiao.errors import InvalidArgument
@@ -15,37 +17,7 @@ from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2, intake_pb2
 from services.intake.config import IntakeSettings
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-_ID_SHAPE = re.compile(r"^[1-9]\d{16}[\dX]$")
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
-_LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
-
-
-def id_number_problem(value: str) -> str | None:
-    """Why ``value`` is not a valid 18-digit resident ID number (GB 11643), or None."""
-    value = value.upper()
-    if not _ID_SHAPE.match(value):
-        return "应为18位（前17位数字，末位数字或X）"
-    try:
-        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
-    except ValueError:
-        return "出生日期无效"
-    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
-    if _ID_CHECK[total % 11] != value[17]:
-        return "校验位错误"
-    return None
-
-
-def id_check_digit(first17: str) -> str:
-    """The check digit for the first 17 digits of an ID number."""
-    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
-
-
-def is_valid_phone(value: str) -> bool:
-    """A mainland mobile number (11 digits) or a landline with area code."""
-    return bool(_MOBILE.match(value) or _LANDLINE.match(value))
 
 
 def _require_text(value: str, field: str, *, limit: int) -> None:
@@ -60,6 +32,7 @@ def validate_submit(
     *,
     node_code: str,
     topology: Topology,
+    vocabulary: Vocabulary,
     settings: IntakeSettings,
 ) -> None:
     """Refuse a malformed intake with ``InvalidArgument`` naming the field."""
@@ -71,14 +44,8 @@ def validate_submit(
         raise InvalidArgument("division_code", f"行政区划代码 {code} 不在本县拓扑中")
     if not is_within(code, node_code):
         raise InvalidArgument("division_code", f"行政区划代码 {code} 不属于本中心辖区（{node_code}）")
-    if not request.category:
-        raise InvalidArgument("category", "案件类别必填")
-    if request.category not in settings.categories:
-        raise InvalidArgument("category", f"未知的案件类别“{request.category}”")
-    if not request.channel:
-        raise InvalidArgument("channel", "来源渠道必填")
-    if request.channel not in settings.channels:
-        raise InvalidArgument("channel", f"未知的来源渠道“{request.channel}”")
+    vocabulary.check_category(request.category)
+    vocabulary.check_channel(request.channel)
     _require_text(request.description, "description", limit=settings.description_max_chars)
     if len(request.grid) > settings.text_max_chars:
         raise InvalidArgument("grid", f"超过 {settings.text_max_chars} 字的上限")

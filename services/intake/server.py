@@ -21,6 +21,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         db=ctx.db,
         node_code=ctx.spec.code,
         topology=ctx.topology,
+        vocabulary=ctx.settings.vocabulary(),
         settings=settings,
         clock=ctx.clock,
         files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),

@@ -8,8 +8,8 @@ from fengqiao.errors import InvalidArgument
 from fengqiao.grpcutil import grpc_method
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import routing_pb2
+from services.routing.base import RoutingBase
 from services.routing.departments import Department
-from services.routing.steps import RoutingBase
 
 
 def _info(department: Department) -> routing_pb2.DepartmentInfo:
@@ -45,7 +45,7 @@ class DispatchMethods(RoutingBase):
                 slip.deadline.CopyFrom(request.deadline)
             return [("assigned", pb.Assigned(slip=slip))]
 
-        return await self._append(request.case_id, request.actor, steps)
+        return await self._held_cases.advance(request, steps)
 
     @grpc_method
     async def Whistle(self, request: routing_pb2.WhistleRequest, context: grpc.aio.ServicerContext) -> pb.Case:
@@ -62,14 +62,14 @@ class DispatchMethods(RoutingBase):
             fresh = [s for s in summons if s.department not in called]  # a second whistle adds the rest
             return [("whistled", pb.Whistled(reason=request.reason, summons=fresh or summons))]
 
-        return await self._append(request.case_id, request.actor, steps)
+        return await self._held_cases.advance(request, steps)
 
     @grpc_method
     async def ReportForDuty(
         self, request: routing_pb2.ReportForDutyRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = pb.ReportedForDuty(department=request.department)
-        return await self._append(request.case_id, request.actor, lambda _c: [("reported_for_duty", step)])
+        return await self._held_cases.advance(request, lambda _c: [("reported_for_duty", step)])
 
     @grpc_method
     async def FormTaskForce(
@@ -87,11 +87,11 @@ class DispatchMethods(RoutingBase):
             task.id = task.id or f"T{number}"
             subtasks.append(task)
         step = pb.TaskForceFormed(lead_department=request.lead_department, subtasks=subtasks)
-        return await self._append(request.case_id, request.actor, lambda _c: [("task_force_formed", step)])
+        return await self._held_cases.advance(request, lambda _c: [("task_force_formed", step)])
 
     @grpc_method
     async def CompleteSubTask(
         self, request: routing_pb2.CompleteSubTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = pb.SubTaskDone(subtask_id=request.subtask_id, result=request.result)
-        return await self._append(request.case_id, request.actor, lambda _c: [("subtask_done", step)])
+        return await self._held_cases.advance(request, lambda _c: [("subtask_done", step)])

@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import grpc
 
-from fengqiao.divisions import parent_code
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.grpcutil import grpc_method
 from fengqiao.topology import NodeSpec
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from services.routing import policy, rules
-from services.routing.config import RoutingSettings
-from services.routing.directives import DirectiveMethods
+from services.routing.directives.handlers import DirectiveMethods
 from services.routing.dispatch import DispatchMethods
-from services.routing.joint import JointMethods
-from services.routing.riskalerts import RiskAlertMethods
+from services.routing.joint.handlers import JointMethods, RiskAlertMethods
 
 
 def _hop(spec: NodeSpec) -> routing_pb2.RouteHop:
     return routing_pb2.RouteHop(code=spec.code, name=spec.name, tier=common_pb2.Tier.ValueType(spec.tier))
-
-
-def escalation_request(case: pb.Case, *, reason: str, rule_id: str, rule_name: str) -> pb.EscalationRequested:
-    """The 上报 of a case to the tier above its holder."""
-    above = parent_code(case.holder_node)
-    if above is None:
-        raise IllegalTransition("县级中心没有上一级，不能上报")
-    return pb.EscalationRequested(to_node=above, reason=reason, rule_id=rule_id, rule_name=rule_name)
-
-
-def acceptance(now: dt.datetime, settings: RoutingSettings) -> pb.EscalationAccepted:
-    """Taking an escalated case: the new holder's clock starts now."""
-    accepted = pb.EscalationAccepted()
-    accepted.deadline.FromDatetime(now + dt.timedelta(hours=settings.accepted_hours))
-    return accepted
 
 
 class RoutingHandlers(
@@ -61,9 +41,14 @@ class RoutingHandlers(
     async def Escalate(self, request: routing_pb2.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.Case:
         if not request.reason.strip():
             raise InvalidArgument("reason", "人工上报须说明理由")
-        case = await self._case(request.case_id)
-        step = escalation_request(case, reason=request.reason, rule_id="operator", rule_name="人工上报")
-        return await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
+
+        def steps(case: pb.Case) -> list[tuple[str, pb.EscalationRequested]]:
+            step = rules.escalation_request(
+                case, reason=request.reason, rule_id=policy.OPERATOR_RULE, rule_name="人工上报"
+            )
+            return [("escalation_requested", step)]
+
+        return await self._held_cases.advance(request, steps)
 
     @grpc_method
     async def ApplyPolicy(
@@ -83,10 +68,10 @@ class RoutingHandlers(
         )
         decision = policy.decide(self._policy.current(), facts, self._node)
         if decision.escalate:
-            step = escalation_request(
+            step = rules.escalation_request(
                 case, reason=decision.reason, rule_id=decision.rule_id, rule_name=decision.rule_name
             )
-            case = await self._append(case.id, request.actor, lambda _c: [("escalation_requested", step)])
+            case = await self._held_cases.advance(request, lambda _c: [("escalation_requested", step)])
         return routing_pb2.PolicyDecision(
             escalate=decision.escalate,
             target_tier=common_pb2.Tier.ValueType(decision.target),
@@ -101,12 +86,12 @@ class RoutingHandlers(
     async def AcceptEscalation(
         self, request: routing_pb2.AcceptEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
-        step = acceptance(self._clock.now(), self._settings)
-        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_accepted", step)])
+        step = rules.acceptance(self._clock.now(), self._settings)
+        return await self._held_cases.advance(request, lambda _c: [("escalation_accepted", step)])
 
     @grpc_method
     async def RefuseEscalation(
         self, request: routing_pb2.RefuseEscalationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
         step = pb.EscalationRefused(reason=request.reason)
-        return await self._append(request.case_id, request.actor, lambda _c: [("escalation_refused", step)])
+        return await self._held_cases.advance(request, lambda _c: [("escalation_refused", step)])

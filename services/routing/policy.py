@@ -1,30 +1,27 @@
 """Containment policy (小事不出村、大事不出镇) as data: which tier must handle a case, and why.
 
-Rules: a YAML file per county (``deploy/policy/containment.yaml``). All pure but ``read_policy_file``
-and ``PolicyFile``. 信访积案 is the ``repeat_petition`` flag, not a category: it can be about anything.
+Rules: a YAML file per county (``deploy/policy/containment.yaml``), naming only the node's categories
+(``FQ_CATEGORIES``). All pure but ``load_policy`` and ``PolicyFile``. 信访积案 is the
+``repeat_petition`` flag, not a category: it can be about anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fengqiao.divisions import Tier, parent_code, tier_of
-from fengqiao.errors import IllegalTransition, InvalidArgument
+from fengqiao.errors import InvalidArgument
 from fengqiao.rulefile import ReloadingFile, read_yaml
 from fengqiao.v1 import case_pb2
-from services.intake.config import DEFAULT_CATEGORIES
-
-logger = logging.getLogger(__name__)
 
 SEVERITIES = ("low", "medium", "high")
 TIERS = {"village": Tier.VILLAGE, "town": Tier.TOWN, "county": Tier.COUNTY}
-OPERATOR_RULE = "operator"  # rule_id of an operator's decision
+OPERATOR_RULE = "operator"  # rule_id of an operator's 上报 (reserved: no rule may take it)
 DEFAULT_RULE = "default"  # rule_id when no rule matches: the case stays
 _HEIGHT = {Tier.VILLAGE: 0, Tier.TOWN: 1, Tier.COUNTY: 2}
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -135,7 +132,7 @@ class Policy:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What the policy (or an operator) decided, and why; recorded on the case."""
+    """What the policy decided, and why; recorded on the case."""
 
     target: Tier  # the tier the case must be handled at (at least); may be below the holder's
     escalate: bool  # the target is above the holder's tier
@@ -193,18 +190,6 @@ def decide(policy: Policy, facts: CaseFacts, holder_code: str) -> Decision:
     return Decision(chosen.then, up is not None, up, chosen.id, chosen.name, f"{chosen.name}：{how}")
 
 
-def operator_decision(holder_code: str, reason: str) -> Decision:
-    """An operator escalates the case one tier up; a stated reason is required."""
-    tier_of(holder_code, field="holder_code")
-    if not reason or not reason.strip():
-        raise InvalidArgument("reason", "人工上报须说明理由")
-    up = parent_code(holder_code)
-    if up is None:
-        raise IllegalTransition("县级为最高层级，案件无法继续上报")
-    target = tier_of(up)
-    return Decision(target, True, up, OPERATOR_RULE, "人工决定上报", f"操作员决定上报{target.label}：{reason.strip()}")
-
-
 def _rule(raw: Any, index: int, categories: tuple[str, ...]) -> Rule:
     if not isinstance(raw, dict):
         raise InvalidArgument(f"rules[{index}]", f"第 {index + 1} 条规则须为映射")
@@ -236,8 +221,9 @@ def _rule(raw: Any, index: int, categories: tuple[str, ...]) -> Rule:
     return Rule(rule_id, name.strip(), then, tuple(conditions))
 
 
-def policy_from_dict(raw: Any, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Policy:
-    """Validate a parsed policy file; an error names the rule and the field."""
+def policy_from_dict(raw: Any, *, categories: Iterable[str]) -> Policy:
+    """Validate a parsed policy file against the node's ``categories``; an error names the rule
+    and the field."""
     if not isinstance(raw, dict):
         raise InvalidArgument("policy", "规则文件须为映射，含 name 与 rules")
     unknown = sorted(map(str, raw.keys() - {"name", "rules"}))
@@ -254,7 +240,7 @@ def policy_from_dict(raw: Any, *, categories: Iterable[str] = DEFAULT_CATEGORIES
     return Policy(name=str(raw.get("name") or "分级化解规则"), rules=tuple(rules))
 
 
-def load_policy(path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> Policy:
+def load_policy(path: Path, *, categories: Iterable[str]) -> Policy:
     """Read and validate a containment policy file."""
     return policy_from_dict(read_yaml(path, field="policy_file"), categories=categories)
 
@@ -262,5 +248,6 @@ def load_policy(path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -
 class PolicyFile(ReloadingFile[Policy]):
     """The county's containment policy file, reloaded when it changes; never broken."""
 
-    def __init__(self, path: Path, *, categories: Iterable[str] = DEFAULT_CATEGORIES) -> None:
-        super().__init__(path, lambda p: load_policy(p, categories=tuple(categories)), what="containment policy")
+    def __init__(self, path: Path, *, categories: Iterable[str]) -> None:
+        known = tuple(categories)
+        super().__init__(path, lambda p: load_policy(p, categories=known), what="containment policy")

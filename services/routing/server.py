@@ -10,13 +10,20 @@ from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, e
 from fengqiao.grpcutil import Registration
 from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
-from services.routing import models  # noqa: F401  (registers the tables)
 from services.routing.config import RoutingSettings
+from services.routing.consumers import ESCALATION_CONSUMER, escalation_handler
 from services.routing.departments import DepartmentFile
-from services.routing.directives import ANSWER_CONSUMER, DOWN_CONSUMER, directive_handler, directives_for
-from services.routing.escalations import CONSUMER, escalation_handler
+from services.routing.directives import models as directive_models  # noqa: F401  (registers the tables)
+from services.routing.directives.consumers import (
+    ANSWER_CONSUMER,
+    DOWN_CONSUMER,
+    directive_answer_handler,
+    directive_handler,
+    directives_for,
+)
 from services.routing.handlers import RoutingHandlers
-from services.routing.jointrelay import (
+from services.routing.joint import models as joint_models  # noqa: F401
+from services.routing.joint.consumers import (
     ALERT_HUB,
     ALERT_IN,
     JOINT_HUB,
@@ -39,7 +46,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         topology=ctx.topology,
         settings=settings,
         clock=ctx.clock,
-        policy=PolicyFile(settings.policy_file),
+        policy=PolicyFile(settings.policy_file, categories=ctx.settings.categories),
         departments=DepartmentFile(settings.departments_file),
         key=ctx.personal_key,
         on_commit=ctx.outbox_written,
@@ -51,7 +58,7 @@ def create(ctx: NodeContext) -> ServiceParts:
     if children:
         consumer = ctx.consumer(
             stream=events_stream(ctx.spec.code),
-            durable=CONSUMER,
+            durable=ESCALATION_CONSUMER,
             filter_subjects=[case_subject(c.code, "escalation_requested") for c in children],
             handle=escalation_handler(ctx.spec.code, settings, ctx.clock),
             on_applied=ctx.outbox_written,
@@ -60,7 +67,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             stream=events_stream(ctx.spec.code),
             durable=ANSWER_CONSUMER,
             filter_subjects=[subtree_subjects(c.code, kind="directive") for c in children],
-            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=False),
+            handle=directive_answer_handler(ctx.spec.code, ctx.clock),
         )
         parts.tasks += [consumer.run, answers.run]
     if ctx.topology.ancestors(ctx.spec.code):
@@ -68,7 +75,7 @@ def create(ctx: NodeContext) -> ServiceParts:
             stream=down_stream(ctx.spec.code),
             durable=DOWN_CONSUMER,
             filter_subjects=[directives_for(ctx.spec.code)],
-            handle=directive_handler(ctx.spec.code, ctx.clock, from_above=True),
+            handle=directive_handler(ctx.spec.code, ctx.clock),
         )
         parts.tasks.append(directives.run)
     parts.tasks += _joint_consumers(ctx)

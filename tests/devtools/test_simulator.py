@@ -14,11 +14,13 @@ import pytest
 
 from devtools import simulator
 from devtools.simulator import CaseFactory, run_simulator
+from fengqiao.cases.parties import id_check_digit, is_valid_phone
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES, DEFAULT_CHANNELS, Vocabulary
 from fengqiao.divisions import Tier
 from fengqiao.topology import Topology, load_topology
 from fengqiao.v1 import case_pb2, intake_pb2
-from services.intake.config import DEFAULT_CATEGORIES, DEFAULT_CHANNELS, IntakeSettings
-from services.intake.rules import id_check_digit, is_valid_phone, validate_submit
+from services.intake.config import IntakeSettings
+from services.intake.rules import validate_submit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = load_topology(REPO_ROOT / "deploy" / "topology" / "mudan-sample.yaml")
@@ -43,9 +45,11 @@ def test_the_sample_topology_has_villages_to_simulate() -> None:
 
 
 def test_generated_cases_pass_intake_validation(requests: list[intake_pb2.SubmitCaseRequest]) -> None:
-    settings = IntakeSettings()
+    settings, vocabulary = IntakeSettings(), Vocabulary()
     for request in requests:
-        validate_submit(request, node_code=request.division_code, topology=TOPOLOGY, settings=settings)
+        validate_submit(
+            request, node_code=request.division_code, topology=TOPOLOGY, vocabulary=vocabulary, settings=settings
+        )
 
 
 def test_the_same_seed_gives_the_same_requests() -> None:

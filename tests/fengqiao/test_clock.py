@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from fengqiao.clock import ScaledClock, SystemClock
 from fengqiao.settings import NodeSettings
-from tests.harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET
+from harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 

@@ -3,13 +3,17 @@ from __future__ import annotations
 import pytest
 
 from fengqiao.divisions import (
+    Route,
     Tier,
     case_subject,
+    down_subject,
+    event_subject,
     events_stream,
     is_within,
     own_case_subjects,
     own_up_subjects,
     parent_code,
+    route_of,
     subtree_subjects,
     tier_of,
 )
@@ -66,3 +70,32 @@ def test_down_filters_select_what_is_sent_to_a_node_or_below_it() -> None:
         down_filter("371702101001", sender="371702101", kind="case")
         == "fq.371702.371702101._.down.371702101.371702101001.case.>"
     )
+
+
+def test_a_subject_is_read_back_as_its_sender_addressee_kind_and_type() -> None:
+    assert route_of(event_subject("371702101001", "case", "received")) == Route(
+        "371702101001", None, "case", "received"
+    )
+    assert route_of(event_subject("371702", "directive", "issued")).sender == "371702"
+    assert route_of(down_subject("371702", "371702101", "joint", "opened")) == Route(
+        "371702", "371702101", "joint", "opened"
+    )
+    assert route_of(down_subject("371702101", "371702101001", "case", "closed")) == Route(
+        "371702101", "371702101001", "case", "closed"
+    )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "fq.371702._._.case",  # too short
+        "fq.371702._.371702101001.case.received",  # a village without its town
+        "fq.371702.371703101._.case.received",  # a town of another county
+        "fq.371702._._.feed.x.y.z.w",  # nine tokens, not sent down
+        "fq.371702._._.down.371703101._.case.closed",  # down to another county's town
+        "xx.371702._._.case.received",
+    ],
+)
+def test_a_subject_of_another_layout_names_no_sender(subject: str) -> None:
+    with pytest.raises(InvalidArgument, match="主题"):
+        route_of(subject)

@@ -21,7 +21,7 @@ from fengqiao.db import Database
 from fengqiao.divisions import events_stream, own_case_subjects
 from fengqiao.models import DeadLetter
 from fengqiao.v1 import case_pb2
-from services.federation.server import subtree_event_handler
+from services.federation.consumers import subtree_event_handler
 from services.intake.store import next_counter
 from tests.system.test_county_sync import eventually
 

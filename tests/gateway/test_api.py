@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty
+from harness.county import ADMIN_PASSWORD, LocalCounty
 
 VILLAGE = "371702101001"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 32

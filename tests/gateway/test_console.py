@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, Route, async_playwright
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
+from harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)

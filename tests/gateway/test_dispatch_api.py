@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from harness.county import ADMIN_PASSWORD, LocalCounty
 from tests.gateway.test_api import CASE
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

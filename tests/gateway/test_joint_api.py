@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devtools.natsserver import NatsServer
 from tests.gateway.test_dispatch_api import operator
-from tests.services.routing.test_joint import COUNTY, A, B, C, three_towns
+from tests.services.routing.joint.test_joint import COUNTY, A, B, C, three_towns
 from tests.system.test_county_sync import eventually
 
 

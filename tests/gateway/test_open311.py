@@ -5,6 +5,7 @@ and error in XML as the spec's examples show them, and in JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import xml.etree.ElementTree as ET
@@ -16,8 +17,9 @@ import pytest
 from PIL import Image
 
 from devtools.natsserver import NatsServer
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES
+from harness.county import ADMIN_PASSWORD, LocalCounty, small_county
 from tests.gateway.open311_spec import as_strings, check_document, parse_w3c, spark
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, small_county
 
 VILLAGE = "371702101001"
 KEY = "open311-test-key-0123456789"
@@ -38,17 +40,26 @@ REQUEST = {
 }
 
 
-@pytest.fixture
-async def client(
-    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+@contextlib.asynccontextmanager
+async def open311_at_village(
+    tmp_path: Path, nats_url: str, database_url: Callable[[str], str], **settings: object
 ) -> AsyncIterator[httpx.AsyncClient]:
-    local = LocalCounty(small_county(towns=1, villages=1), tmp_path / "county", nats_server.url, database_url)
-    await local.start(VILLAGE, open311_api_key=KEY)
+    """A client of the village's Open311 endpoints, the village running with ``settings``."""
+    local = LocalCounty(small_county(towns=1, villages=1), tmp_path / "county", nats_url, database_url)
+    await local.start(VILLAGE, open311_api_key=KEY, **settings)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{local[VILLAGE].http_port}") as c:
             yield c
     finally:
         await local.stop()
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with open311_at_village(tmp_path, nats_server.url, database_url) as c:
+        yield c
 
 
 async def test_discovery_services_and_definitions_follow_the_spec(client: httpx.AsyncClient) -> None:
@@ -70,6 +81,21 @@ async def test_discovery_services_and_definitions_follow_the_spec(client: httpx.
     )
     elsewhere = await client.get("/open311/v2/services.json", params={"jurisdiction_id": "371702102001"})
     assert elsewhere.status_code == 404 and "jurisdiction_id" in elsewhere.json()[0]["description"]
+
+
+async def test_a_category_the_county_added_is_a_service_and_a_request_under_it_becomes_a_case(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str]
+) -> None:
+    categories = (*DEFAULT_CATEGORIES, "网络诈骗")
+    async with open311_at_village(tmp_path, nats_server.url, database_url, categories=categories) as client:
+        services = (await client.get("/open311/v2/services.json")).json()
+        assert [s["service_code"] for s in services] == list(categories)
+        assert (await client.get("/open311/v2/services/网络诈骗.json")).status_code == 200
+        created = await client.post("/open311/v2/requests.json", data={**REQUEST, "service_code": "网络诈骗"})
+        assert created.status_code == 200, created.text
+        receipt = created.json()[0]["service_request_id"]
+        one = (await client.get(f"/open311/v2/requests/{receipt}.json")).json()
+        assert one[0]["service_code"] == "网络诈骗"
 
 
 async def test_a_request_needs_a_key_becomes_a_case_and_shows_no_personal_data(client: httpx.AsyncClient) -> None:

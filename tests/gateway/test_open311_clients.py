@@ -21,8 +21,8 @@ import pytest
 from devtools.natsserver import NatsServer
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc
+from harness.county import LocalCounty, small_county, submit_request
 from tests.gateway.open311_spec import REQUEST_FIELDS, SERVICE_FIELDS, check_document
-from tests.harness.county import LocalCounty, small_county, submit_request
 
 VILLAGE = "371702101001"
 KEY = "open311-client-key-0123456789"

@@ -19,9 +19,9 @@ from openpyxl import load_workbook
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
+from harness.county import ADMIN_PASSWORD, LocalCounty
 from services.federation import feed
 from services.federation.handlers import feed_subject
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty
 from tests.services.federation.live import COUNTY, Driven, county_has_everything, drive, this_month
 
 ID_NUMBER = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")

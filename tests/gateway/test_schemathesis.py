@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty
+from harness.county import ADMIN_PASSWORD, LocalCounty
 
 VILLAGE = "371702101001"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

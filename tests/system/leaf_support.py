@@ -15,7 +15,7 @@ from fengqiao.grpcutil import channel
 from fengqiao.topology import Limits, Topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2_grpc
-from tests.harness.county import LeafCounty, small_county, submit_request
+from harness.county import LeafCounty, small_county, submit_request
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 

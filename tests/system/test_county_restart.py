@@ -18,7 +18,7 @@ from devtools.natsserver import NatsServer
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
-from tests.harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET, LocalCounty, small_county, submit_request
+from harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET, LocalCounty, small_county, submit_request
 from tests.system.test_county_sync import COUNTY, eventually
 
 VILLAGES = ("371702101001", "371702101002", "371702102001", "371702102002")

@@ -12,8 +12,8 @@ import pytest
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
+from harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
 from host.node import Node
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
 

@@ -29,7 +29,7 @@ from fengqiao.v1 import (
     routing_pb2,
     routing_pb2_grpc,
 )
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 from tests.system.test_county_sync import eventually, has_case
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

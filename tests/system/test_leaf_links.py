@@ -14,7 +14,7 @@ import pytest
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import LeafCounty
+from harness.county import LeafCounty
 from tests.services.routing.test_escalation import wait_holder
 from tests.system.leaf_support import (
     COUNTY,

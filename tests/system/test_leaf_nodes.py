@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from fengqiao.topology import Limits, NatsSpec, NodeSpec
-from tests.harness.county import small_county
+from harness.county import small_county
 from tests.system.leaf_support import COUNTY, TOWN, VILLAGE, leaf_county, node_links, received_events, submit
 from tests.system.test_county_sync import eventually
 from tests.system.test_leaf_links import submit_many, wait_all

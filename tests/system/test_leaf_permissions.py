@@ -26,7 +26,7 @@ from fengqiao.divisions import (
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import routing_pb2, routing_pb2_grpc
-from tests.harness.county import LeafCounty, small_county
+from harness.county import LeafCounty, small_county
 from tests.services.routing.test_escalation import wait_holder
 from tests.system.leaf_support import COUNTY, TOWN, VILLAGE, node_links, sourced_messages, submit
 from tests.system.test_county_sync import eventually

@@ -19,8 +19,8 @@ from fengqiao.divisions import case_subject
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, small_county, submit_request
-from tests.harness.proxy import LinkProxy
+from harness.county import ADMIN_PASSWORD, LocalCounty, small_county, submit_request
+from harness.proxy import LinkProxy
 from tests.system.leaf_support import COUNTY, TOWN, VILLAGE, leaf_county
 from tests.system.test_county_sync import eventually
 

@@ -22,7 +22,7 @@ from devtools.natsserver import NatsServer
 from devtools.simulator import CaseFactory
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2
-from tests.harness.county import LocalCounty, small_county
+from harness.county import LocalCounty, small_county
 
 COUNTY, A, B, C = "371702", "371702101", "371702102", "371702103"
 NEIGHBOURS = {A: [B, C], B: [A, C], C: [A, B]}

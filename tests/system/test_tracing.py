@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 from fengqiao import logs
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 from tests.system.test_county_sync import COUNTY, TOWN, VILLAGE, eventually, has_case
 
 

@@ -17,7 +17,7 @@ from fengqiao.grpcutil import channel
 from fengqiao.security import audit
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 
 VILLAGE = "371702101001"
 T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -115,7 +115,7 @@ async def test_every_step_of_a_case_is_in_the_villages_audit_trail(village: Loca
 async def test_reading_a_cases_personal_data_in_full_is_audited(village: LocalCounty) -> None:
     import httpx
 
-    from tests.harness.county import ADMIN_PASSWORD
+    from harness.county import ADMIN_PASSWORD
 
     async with channel(village[VILLAGE].grpc_address) as ch:
         case = (await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE))).case

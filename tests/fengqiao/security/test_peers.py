@@ -17,8 +17,8 @@ from fengqiao.grpcutil import channel
 from fengqiao.security import pki
 from fengqiao.security.peers import channel_credentials, may_call
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc
+from harness.county import LocalCounty, submit_request
 from tests.conftest import running_county
-from tests.harness.county import LocalCounty, submit_request
 
 VILLAGE, OTHER_VILLAGE, TOWN, COUNTY = "371702101001", "371702101002", "371702101", "371702"
 NOW = dt.datetime.now(dt.UTC)

@@ -14,7 +14,7 @@ from fengqiao.grpcutil import channel
 from fengqiao.security import sealing
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc
-from tests.harness.county import PERSONAL_DATA_KEY, LocalCounty, submit_request
+from harness.county import PERSONAL_DATA_KEY, LocalCounty, submit_request
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

@@ -11,8 +11,8 @@ import httpx
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc
+from harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
 from services.assessment import store
-from tests.harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

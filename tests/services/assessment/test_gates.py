@@ -11,8 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc, common_pb2, federation_pb2, federation_pb2_grpc
+from harness.county import LocalCounty
 from services.assessment import store
-from tests.harness.county import LocalCounty
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

@@ -12,22 +12,24 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fengqiao.db import Database
+from fengqiao.divisions import event_subject
 from fengqiao.grpcutil import channel
 from fengqiao.inbox import BadMessage, NotYet
 from fengqiao.v1 import assessment_pb2 as pb
 from fengqiao.v1 import assessment_pb2_grpc
+from harness.county import LocalCounty
 from services.assessment import store
-from services.assessment.server import project_event_handler
-from tests.harness.county import LocalCounty
+from services.assessment.consumers import project_event_handler
 
 TOWN, COUNTY = "371702101", "371702"
 
 
 class Delivered:
-    """What the handler reads of a delivered JetStream message: its body."""
+    """What the handler reads of a delivered JetStream message: its body and its subject."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, subject: str = event_subject(TOWN, "project", "registered")) -> None:
         self.data = data
+        self.subject = subject
 
 
 def event(seq: int, *, node: str = TOWN, **payload: Any) -> pb.ProjectEvent:

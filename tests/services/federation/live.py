@@ -13,7 +13,7 @@ from fengqiao.clock import CHINA_TZ
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 
 COUNTY = "371702"
 VILLAGES = ("371702101001", "371702101002", "371702102001", "371702102002")

@@ -8,8 +8,8 @@ import datetime as dt
 from bench.recompute import expected, observed
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
+from harness.county import LocalCounty
 from services.federation import rules
-from tests.harness.county import LocalCounty
 from tests.services.federation.live import COUNTY, county_has_everything, drive, this_month
 
 

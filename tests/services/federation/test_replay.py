@@ -16,8 +16,8 @@ from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import federation_pb2
+from harness.county import small_county
 from services.federation import rules, snapshot, views
-from tests.harness.county import small_county
 from tests.services.federation.townlog import TOWN, VILLAGES, make_logs
 
 START = dt.datetime(2026, 11, 1, tzinfo=CHINA_TZ)

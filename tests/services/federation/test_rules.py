@@ -6,7 +6,7 @@ import pytest
 
 from fengqiao.clock import CHINA_TZ
 from fengqiao.errors import InvalidArgument
-from services.federation.rules import parse_period, rate
+from services.federation.rules import parse_period
 
 
 def local(*args: int) -> dt.datetime:
@@ -38,8 +38,3 @@ def test_malformed_periods_name_the_field(text: str) -> None:
 def test_empty_period_means_all_time() -> None:
     period = parse_period("")
     assert period.start.year == 1970 and period.end.year == 9999
-
-
-def test_rate_of_nothing_is_zero() -> None:
-    assert rate(0, 0) == 0.0
-    assert rate(3, 4) == 0.75

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from services.federation.warning import WarningRule, evaluate, evaluate_series, poisson_upper_tail, scan
+from services.federation.warning import WarningRule, binomial_upper_tail, evaluate, evaluate_series, scan
 
 RULE = WarningRule()
 
@@ -26,10 +26,11 @@ def series(rng: random.Random, *, days: int, before: float, after: float, change
     return [poisson(rng, before if day < change else after) for day in range(days)]
 
 
-def test_poisson_tail_matches_known_values() -> None:
-    assert poisson_upper_tail(0, 3.0) == 1.0
-    assert poisson_upper_tail(1, 3.0) == pytest.approx(1 - math.exp(-3))
-    assert poisson_upper_tail(10, 3.0) == pytest.approx(0.001102, abs=1e-6)
+def test_binomial_tail_matches_known_values() -> None:
+    assert binomial_upper_tail(0, 10, 0.5) == 1.0 and binomial_upper_tail(11, 10, 0.5) == 0.0
+    assert binomial_upper_tail(10, 10, 0.5) == pytest.approx(0.5**10)
+    assert binomial_upper_tail(8, 10, 0.5) == pytest.approx((45 + 10 + 1) / 1024)
+    assert binomial_upper_tail(1, 5, 0.2) == pytest.approx(1 - 0.8**5)
 
 
 def test_a_steady_level_raises_nothing_and_a_fourfold_week_does() -> None:

@@ -16,7 +16,7 @@ from fengqiao.cases import lifecycle
 from fengqiao.divisions import parent_code, tier_of
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2
-from tests.harness.county import small_county
+from harness.county import small_county
 
 DEPARTMENTS = ("司法所", "派出所", "市监所", "妇联", "自然资源所", "村调委会")
 COUNTY = "371702"

@@ -10,9 +10,9 @@ from fengqiao.cases import store as casestore
 from fengqiao.clock import FakeClock
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc
+from harness.county import LocalCounty, submit_request
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
-from tests.harness.county import LocalCounty, submit_request
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN = "371702101001", "371702101"

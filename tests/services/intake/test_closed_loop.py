@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2, common_pb2, intake_pb2, intake_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 
 VILLAGE = "371702101001"
 
@@ -70,6 +70,32 @@ async def test_unknown_case_is_not_found_in_chinese(village: LocalCounty) -> Non
             await intake_pb2_grpc.IntakeStub(ch).GetCase(intake_pb2.GetCaseRequest(id="no-such-case"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert "不存在" in (caught.value.details() or "")
+
+
+async def test_a_step_at_a_stale_version_is_refused_with_the_reason_and_the_current_one_goes_through(
+    village: LocalCounty,
+) -> None:
+    async with channel(village[VILLAGE].grpc_address) as ch:
+        stub = intake_pb2_grpc.IntakeStub(ch)
+        case = (await stub.SubmitCase(submit_request(VILLAGE))).case
+        triage = case_pb2.Triaged(category="邻里", response_class=case_pb2.RESPONSE_CLASS_ROUTINE)
+        case = await stub.Triage(
+            intake_pb2.TriageRequest(case_id=case.id, actor="值班员", expected_version=1, step=triage)
+        )
+        assert case.version == 2
+        assign = case_pb2.Assigned(slip=case_pb2.AssignmentSlip(department="调委会", requirement="调解"))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Assign(
+                intake_pb2.AssignRequest(case_id=case.id, actor="值班员", expected_version=1, step=assign)
+            )
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert caught.value.details() == "案件已被他人更新（当前版本 2，请求版本 1），请刷新后重试"
+        events = await stub.ListCaseEvents(intake_pb2.ListCaseEventsRequest(case_id=case.id))
+        assert len(events.events) == 2 and (await stub.GetCase(intake_pb2.GetCaseRequest(id=case.id))) == case
+        assigned = await stub.Assign(
+            intake_pb2.AssignRequest(case_id=case.id, actor="值班员", expected_version=2, step=assign)
+        )
+    assert assigned.version == 3 and assigned.assignment.department == "调委会"
 
 
 async def test_list_cases_pages_through_every_case_once(village: LocalCounty) -> None:

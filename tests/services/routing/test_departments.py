@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES
 from fengqiao.errors import InvalidArgument
-from services.intake.config import DEFAULT_CATEGORIES
 from services.routing import departments
 from services.routing.config import RoutingSettings
 

@@ -15,9 +15,9 @@ from fengqiao.clock import FakeClock
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
+from harness.county import LocalCounty, submit_request
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
-from tests.harness.county import LocalCounty, submit_request
 from tests.services.intake.test_closed_loop import ts
 from tests.system.test_county_sync import eventually
 

@@ -12,7 +12,7 @@ from fengqiao.divisions import case_subject
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import LocalCounty, submit_request
+from harness.county import LocalCounty, submit_request
 from tests.system.test_county_sync import eventually
 
 VILLAGE, TOWN, COUNTY = "371702101001", "371702101", "371702"
@@ -50,6 +50,13 @@ async def test_operator_escalation_is_accepted_by_the_town_and_every_tier_agrees
 ) -> None:
     case = await submit(chain)
     async with channel(chain[VILLAGE].grpc_address) as ch:
+        for blank in ("", "   "):  # an operator's 上报 needs a stated reason
+            with pytest.raises(grpc.aio.AioRpcError) as unreasoned:
+                await routing_pb2_grpc.RoutingStub(ch).Escalate(
+                    routing_pb2.EscalateRequest(case_id=case.id, actor="村值班员", reason=blank)
+                )
+            assert unreasoned.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "须说明理由" in (unreasoned.value.details() or "")
         escalating = await routing_pb2_grpc.RoutingStub(ch).Escalate(
             routing_pb2.EscalateRequest(case_id=case.id, actor="村值班员", reason="当事人分属两村，村级无法调处")
         )

@@ -18,7 +18,7 @@ from devtools.natsserver import NatsServer
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc, routing_pb2, routing_pb2_grpc
-from tests.harness.county import LocalCounty, small_county, submit_request
+from harness.county import LocalCounty, small_county, submit_request
 from tests.system.test_county_restart import NodeProcess
 from tests.system.test_county_sync import eventually
 

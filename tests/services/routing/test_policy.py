@@ -1,25 +1,34 @@
-"""The containment policy (小事不出村、大事不出镇), against the rules file the repo ships."""
+"""The containment policy (小事不出村、大事不出镇), against the rules file the repo ships; and a
+county's own category routed by its containment file, through the running services."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devtools.natsserver import NatsServer
+from fengqiao.cases import store as casestore
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES
 from fengqiao.divisions import Tier
 from fengqiao.errors import IllegalTransition, InvalidArgument
-from fengqiao.v1 import case_pb2
-from services.intake.config import DEFAULT_CATEGORIES
+from fengqiao.grpcutil import channel
+from fengqiao.v1 import case_pb2, common_pb2, intake_pb2_grpc, routing_pb2, routing_pb2_grpc
+from harness.county import LocalCounty, small_county, submit_request
+from host.node import Node
 from services.routing import policy
 from services.routing.config import RoutingSettings
+from services.routing.rules import escalation_request
+from tests.system.test_county_sync import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "deploy" / "policy" / "containment.yaml"
-POLICY = policy.load_policy(SHIPPED)
+POLICY = policy.load_policy(SHIPPED, categories=DEFAULT_CATEGORIES)
 
 # Sample codes shaped like 统计用区划代码 (deploy/topology/mudan-sample.yaml).
 COUNTY = "371702"
@@ -161,7 +170,7 @@ def test_county_never_escalates() -> None:
     decision = decide(COUNTY, "征地拆迁", repeat_petition=True, party_divisions=[VILLAGE, VILLAGE_OVER_THE_TOWN_LINE])
     assert (decision.target, decision.escalate, decision.next_node) == (Tier.COUNTY, False, None)
     with pytest.raises(IllegalTransition):
-        policy.operator_decision(COUNTY, "县里也解决不了")
+        escalation_request(case(COUNTY), reason="县里也解决不了", rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
 
 
 def test_town_keeps_what_belongs_to_the_town_and_never_sends_a_case_down() -> None:
@@ -178,26 +187,20 @@ def test_the_highest_demand_wins_and_the_first_rule_demanding_it_is_recorded() -
 
 def test_a_policy_without_a_matching_rule_keeps_the_case_where_it_is() -> None:
     rule = {"id": "land", "name": "征地拆迁纠纷由乡镇处理", "when": {"categories": ["征地拆迁"]}, "then": "town"}
-    only = policy.policy_from_dict({"rules": [rule]})
+    only = policy.policy_from_dict({"rules": [rule]}, categories=DEFAULT_CATEGORIES)
     decision = policy.decide(only, policy.facts_from_case(case()), VILLAGE)
     assert (decision.target, decision.escalate, decision.rule_id) == (Tier.VILLAGE, False, policy.DEFAULT_RULE)
 
 
-# Operator decisions and facts -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("reason", ["", "   "])
-def test_operator_escalation_needs_a_reason(reason: str) -> None:
-    with pytest.raises(InvalidArgument) as raised:
-        policy.operator_decision(VILLAGE, reason)
-    assert raised.value.field == "reason"
+# Operator escalations and facts -----------------------------------------------------------------
 
 
 def test_operator_escalation_goes_one_tier_up_with_the_reason_recorded() -> None:
-    decision = policy.operator_decision(VILLAGE, " 当事人情绪激烈，村里调不动 ")
-    assert (decision.target, decision.escalate, decision.next_node) == (Tier.TOWN, True, TOWN)
-    assert decision.rule_id == policy.OPERATOR_RULE
-    assert decision.reason.endswith("当事人情绪激烈，村里调不动")
+    reason = "当事人情绪激烈，村里调不动"
+    step = escalation_request(case(VILLAGE), reason=reason, rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
+    assert (step.to_node, step.rule_id, step.reason) == (TOWN, policy.OPERATOR_RULE, reason)
+    at_town = escalation_request(case(TOWN), reason=reason, rule_id=policy.OPERATOR_RULE, rule_name="人工上报")
+    assert at_town.to_node == COUNTY
 
 
 def test_facts_come_from_the_case_and_what_the_operator_states() -> None:
@@ -264,7 +267,7 @@ def test_malformed_policy_names_the_rule_and_field(change: dict[str, Any], field
     rule = next(r for r in raw["rules"] if r["id"] == "land-acquisition-to-town")
     rule.update(change)
     with pytest.raises(InvalidArgument) as raised:
-        policy.policy_from_dict(raw)
+        policy.policy_from_dict(raw, categories=DEFAULT_CATEGORIES)
     assert raised.value.field == field
     assert "land-acquisition-to-town" in raised.value.message and field in raised.value.message
 
@@ -282,7 +285,7 @@ def test_rules_need_ids_that_are_well_formed_unique_and_not_reserved(index: int,
     raw = shipped_raw()
     raw["rules"][index]["id"] = bad_id
     with pytest.raises(InvalidArgument) as raised:
-        policy.policy_from_dict(raw)
+        policy.policy_from_dict(raw, categories=DEFAULT_CATEGORIES)
     assert raised.value.field == field
 
 
@@ -290,7 +293,7 @@ def test_a_county_may_add_its_own_categories() -> None:
     raw = shipped_raw()
     next(r for r in raw["rules"] if r["id"] == "land-acquisition-to-town")["when"]["categories"].append("移民安置")
     with pytest.raises(InvalidArgument, match="移民安置"):
-        policy.policy_from_dict(raw)
+        policy.policy_from_dict(raw, categories=DEFAULT_CATEGORIES)
     county = policy.policy_from_dict(raw, categories=[*DEFAULT_CATEGORIES, "移民安置"])
     facts = policy.facts_from_case(case(category="移民安置"))
     assert_goes_to_town(policy.decide(county, facts, VILLAGE), "land-acquisition-to-town")
@@ -300,10 +303,10 @@ def test_a_file_that_is_not_a_policy_is_refused(tmp_path: Path) -> None:
     for text, field in [("rules: [", "policy_file"), ("- 1", "policy"), ("name: x\n", "rules"), ("rulez: []", "rulez")]:
         (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
         with pytest.raises(InvalidArgument) as raised:
-            policy.load_policy(tmp_path / "p.yaml")
+            policy.load_policy(tmp_path / "p.yaml", categories=DEFAULT_CATEGORIES)
         assert raised.value.field == field
     with pytest.raises(InvalidArgument):
-        policy.PolicyFile(tmp_path / "missing.yaml")
+        policy.PolicyFile(tmp_path / "missing.yaml", categories=DEFAULT_CATEGORIES)
 
 
 # Reloading ---------------------------------------------------------------------------------------
@@ -315,7 +318,7 @@ def test_policy_file_reloads_when_changed_and_keeps_the_old_one_when_broken(
     path = tmp_path / "containment.yaml"
     path.write_text(SHIPPED.read_text(encoding="utf-8"), encoding="utf-8")
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
-    watched = policy.PolicyFile(path)
+    watched = policy.PolicyFile(path, categories=DEFAULT_CATEGORIES)
     first = watched.current()
     assert watched.current() is first and len(first.rules) == len(POLICY.rules)
 
@@ -329,7 +332,7 @@ def test_policy_file_reloads_when_changed_and_keeps_the_old_one_when_broken(
 
     path.write_text("rules:\n  - id: broken\n    name: 坏规则\n    then: province\n", encoding="utf-8")
     os.utime(path, ns=(3_000_000_000, 3_000_000_000))
-    with caplog.at_level(logging.WARNING, logger="services.routing.policy"):
+    with caplog.at_level(logging.WARNING, logger="fengqiao.rulefile"):
         assert watched.current() is second
         assert watched.current() is second
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -337,3 +340,70 @@ def test_policy_file_reloads_when_changed_and_keeps_the_old_one_when_broken(
 
     path.unlink()
     assert watched.current() is second
+
+
+# A county's own category, through the running services ------------------------------------------
+
+FRAUD = "网络诈骗"
+FRAUD_RULE = {
+    "id": "online-fraud-to-county",
+    "name": "网络诈骗由县级处理",
+    "when": {"categories": [FRAUD]},
+    "then": "county",
+}
+
+
+def county_containment(tmp_path: Path) -> Path:
+    """The shipped containment file with a rule sending 网络诈骗 to the county."""
+    raw = shipped_raw()
+    raw["rules"].insert(0, FRAUD_RULE)
+    path = tmp_path / "containment.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def test_a_county_that_adds_a_category_routes_it_by_its_containment_file(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FQ_ROUTING_POLICY_FILE", str(county_containment(tmp_path)))
+    local = LocalCounty(small_county(towns=1, villages=1), tmp_path / "county", nats_server.url, database_url)
+    await local.start(categories=(*DEFAULT_CATEGORIES, FRAUD))
+    try:
+        async with channel(local[VILLAGE].grpc_address) as ch:
+            taken = await intake_pb2_grpc.IntakeStub(ch).SubmitCase(submit_request(VILLAGE, category=FRAUD))
+            decision = await routing_pb2_grpc.RoutingStub(ch).ApplyPolicy(
+                routing_pb2.ApplyPolicyRequest(case_id=taken.case.id, actor="村值班员")
+            )
+        assert (decision.escalate, decision.next_node, decision.rule_id) == (True, TOWN, "online-fraud-to-county")
+        assert decision.target_tier == common_pb2.TIER_COUNTY and "网络诈骗由县级处理" in decision.reason
+        assert decision.case.status == case_pb2.CASE_STATUS_ESCALATING
+
+        async def held_by(code: str) -> bool:
+            db = local[code].ctx.db  # type: ignore[union-attr]
+            found = await db.read(lambda s: casestore.load_case(s, case_id=taken.case.id))
+            return found is not None and found.holder_node == code
+
+        await eventually(lambda: held_by(TOWN), within_s=5, what="the town takes up the escalated case")
+        async with channel(local[TOWN].grpc_address) as ch:  # the town's policy knows the category too
+            at_town = await routing_pb2_grpc.RoutingStub(ch).ApplyPolicy(
+                routing_pb2.ApplyPolicyRequest(case_id=taken.case.id, actor="镇值班员")
+            )
+        assert (at_town.escalate, at_town.next_node, at_town.rule_id) == (True, COUNTY, "online-fraud-to-county")
+        await eventually(lambda: held_by(COUNTY), within_s=5, what="the county takes up the case")
+    finally:
+        await local.stop()
+
+
+async def test_without_the_category_setting_the_same_containment_file_is_refused_in_chinese(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FQ_ROUTING_POLICY_FILE", str(county_containment(tmp_path)))
+    local = LocalCounty(small_county(towns=1, villages=1), tmp_path / "county", nats_server.url, database_url)
+    node = Node(local.settings(VILLAGE))
+    try:
+        with pytest.raises(InvalidArgument) as refused:
+            await node.start()
+    finally:
+        await node.stop()
+    assert refused.value.field == "rules.online-fraud-to-county.when.categories"
+    assert "“网络诈骗”无效" in refused.value.message

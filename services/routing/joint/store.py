@@ -10,8 +10,8 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointrules
-from services.routing.models import JointCaseRecord, JointEventRecord, RiskAlertRecord
+from services.routing.joint import rules
+from services.routing.joint.models import JointCaseRecord, JointEventRecord, RiskAlertRecord
 
 
 class JointCounts(NamedTuple):
@@ -60,17 +60,17 @@ def add_event(session: Session, *, event: pb.JointEvent, data: bytes, county: st
         )
         session.flush()
     serialized = timeline(session, joint_id=event.joint_case_id)
-    case, _entries = jointrules.fold_timeline((pb.JointEvent.FromString(d) for d in serialized), county=county)
+    case, _entries = rules.fold_timeline((pb.JointEvent.FromString(d) for d in serialized), county=county)
     if case is None:  # only an opening makes a case; callers check there is one
         raise ValueError(f"timeline of {event.joint_case_id} has no opening")
     case.event_count = len(serialized)
-    case.timeline_hash = jointrules.timeline_hash(serialized)
+    case.timeline_hash = rules.timeline_hash(serialized)
     _put_joint(session, case=case, now=now)
     return case
 
 
 def _put_joint(session: Session, *, case: pb.JointCase, now: dt.datetime) -> None:
-    members = [p.node for p in case.participants if p.status == jointrules.ACCEPTED]
+    members = [p.node for p in case.participants if p.status == rules.ACCEPTED]
     record = session.get(JointCaseRecord, case.id) or JointCaseRecord(
         id=case.id,
         lead_node=case.lead_node,
@@ -111,6 +111,13 @@ def joint_counts(session: Session, *, within: str, start: dt.datetime, end: dt.d
         col(JointCaseRecord.closed_at) < end,
     )
     return JointCounts(int(session.exec(opened).one()), int(session.exec(closed).one()))
+
+
+def joint_figures(session: Session, *, within: str, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    """``joint_counts`` under their ``NodeStats`` names: this service's part of the federation's
+    figures (a ``fengqiao.service.FigureSource``)."""
+    counts = joint_counts(session, within=within, start=start, end=end)
+    return {"joint_cases_opened": counts.opened, "joint_cases_closed": counts.closed}
 
 
 def get_alert(session: Session, *, alert_id: str) -> pb.RiskAlert | None:

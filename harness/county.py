@@ -21,8 +21,8 @@ from fengqiao.security import pki
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import Limits, NatsSpec, NodeSpec, Topology, dump_topology
 from fengqiao.v1 import case_pb2, intake_pb2
+from harness.proxy import LinkProxy
 from host.node import Node
-from tests.harness.proxy import LinkProxy
 
 ADMIN_PASSWORD = "fq-test-admin-pw"
 TOKEN_SECRET = "fq-test-token-secret-0123456789abcdef"

@@ -1,6 +1,7 @@
 """三联 joint cases (一案一专班) over gRPC: a town opens one with its neighbouring towns, each
 answers, the task force gets members and tasks per town, everyone adds to the shared timeline,
-and the case closes once every accepted participant signed off.
+and the case closes once every accepted participant signed off. 联防 risk alerts: a town raises
+one to its neighbours, who acknowledge it.
 
 Reads name the asking center (``viewer``, this center when empty). The county and every
 participant not having declined — invited towns included, so they can see what they are asked
@@ -11,6 +12,7 @@ joint cases it was invited to, so elsewhere an id is simply NOT_FOUND.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 
@@ -19,9 +21,9 @@ from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound, Permis
 from fengqiao.grpcutil import grpc_method, page_bounds
 from fengqiao.v1 import common_pb2
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointrules, jointstore
-from services.routing.jointrelay import record_joint
-from services.routing.steps import RoutingBase
+from services.routing.base import RoutingBase
+from services.routing.joint import rules, store
+from services.routing.joint.relay import record_alert, record_joint
 
 
 def _overdue(case: pb.JointCase, now: dt.datetime) -> pb.JointCase:
@@ -39,21 +41,15 @@ class JointMethods(RoutingBase):
 
     def _joint_event(self, joint_id: str, actor: str, client_request_id: str = "") -> pb.JointEvent:
         """A new event of this center; its id follows from ``client_request_id`` when given."""
-        if not actor.strip():
-            raise InvalidArgument("actor", "操作人不能为空")
-        event_id = jointrules.event_id(self._node, joint_id, client_request_id)
-        event = pb.JointEvent(id=event_id, joint_case_id=joint_id, node=self._node, actor=actor)
-        event.at.FromDatetime(self._clock.now())
-        return event
+        event_id = rules.event_id(self._node, joint_id, client_request_id)
+        return self._new_event(pb.JointEvent, actor, event_id=event_id, joint_case_id=joint_id)
 
     async def _record_joint(self, event: pb.JointEvent) -> pb.JointCase:
-        now = self._clock.now()
-        case = await self._db.write(lambda s: record_joint(s, event=event, county=self._county, now=now))
-        self._on_commit()
+        case, now = await self._write(lambda s, now: record_joint(s, event=event, county=self._county, now=now))
         return _overdue(case, now)
 
     async def _held(self, joint_id: str) -> pb.JointCase:
-        case = await self._db.read(lambda s: jointstore.get_joint(s, joint_id=joint_id))
+        case = await self._db.read(lambda s: store.get_joint(s, joint_id=joint_id))
         if case is None:
             raise NotFound(f"本中心没有编号为 {joint_id} 的联合案件")
         return case
@@ -61,7 +57,7 @@ class JointMethods(RoutingBase):
     async def _readable(self, joint_id: str, viewer: str) -> pb.JointCase:
         case = await self._held(joint_id)
         viewer = viewer or self._node
-        if not jointrules.may_read(case, viewer, county=self._county):
+        if not rules.may_read(case, viewer, county=self._county):
             raise PermissionDenied(f"{viewer} 不是联合案件 {joint_id} 的参与方，无权查看")
         return _overdue(case, self._clock.now())
 
@@ -70,8 +66,8 @@ class JointMethods(RoutingBase):
         spec = self._topology.node(self._node)
         if spec.tier is not Tier.TOWN:
             raise IllegalTransition("只有乡镇综治中心可以发起三联联合案件")
-        jointrules.check_invitations(self._node, list(request.invited), spec.neighbours)
-        joint_id = jointrules.joint_case_id(self._node, request.client_request_id)
+        rules.check_invitations(self._node, list(request.invited), spec.neighbours)
+        joint_id = rules.joint_case_id(self._node, request.client_request_id)
         event = self._joint_event(joint_id, request.actor, request.client_request_id)
         event.opened.CopyFrom(
             pb.JointOpened(
@@ -146,11 +142,9 @@ class JointMethods(RoutingBase):
         self, request: pb.GetJointCaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.JointTimeline:
         await self._readable(request.id, request.viewer)
-        serialized = await self._db.read(lambda s: jointstore.timeline(s, joint_id=request.id))
-        _case, entries = jointrules.fold_timeline(
-            (pb.JointEvent.FromString(d) for d in serialized), county=self._county
-        )
-        return pb.JointTimeline(joint_case_id=request.id, entries=entries, hash=jointrules.timeline_hash(serialized))
+        serialized = await self._db.read(lambda s: store.timeline(s, joint_id=request.id))
+        _case, entries = rules.fold_timeline((pb.JointEvent.FromString(d) for d in serialized), county=self._county)
+        return pb.JointTimeline(joint_case_id=request.id, entries=entries, hash=rules.timeline_hash(serialized))
 
     @grpc_method
     async def ListJointCases(
@@ -160,9 +154,69 @@ class JointMethods(RoutingBase):
         out shorter than asked when some held ones are not the viewer's)."""
         offset, size = page_bounds(request.page)
         rows = await self._db.read(
-            lambda s: jointstore.list_joint(s, status=int(request.status), offset=offset, limit=size + 1)
+            lambda s: store.list_joint(s, status=int(request.status), offset=offset, limit=size + 1)
         )
         viewer, now = request.viewer or self._node, self._clock.now()
-        readable = [_overdue(c, now) for c in rows[:size] if jointrules.may_read(c, viewer, county=self._county)]
+        readable = [_overdue(c, now) for c in rows[:size] if rules.may_read(c, viewer, county=self._county)]
         token = str(offset + size) if len(rows) > size else ""
         return pb.ListJointCasesResponse(joint_cases=readable, page=common_pb2.PageInfo(next_page_token=token))
+
+
+class RiskAlertMethods(RoutingBase):
+    """Raising, acknowledging and listing 联防 risk alerts."""
+
+    def _alert_event(self, alert_id: str, actor: str) -> pb.RiskAlertEvent:
+        return self._new_event(pb.RiskAlertEvent, actor, alert_id=alert_id)
+
+    async def _record_alert(self, event: pb.RiskAlertEvent) -> pb.RiskAlert:
+        alert, _now = await self._write(lambda s, now: record_alert(s, event=event, now=now))
+        return alert
+
+    @grpc_method
+    async def RaiseRiskAlert(
+        self, request: pb.RaiseRiskAlertRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RiskAlert:
+        spec = self._topology.node(self._node)
+        if spec.tier is not Tier.TOWN:
+            raise IllegalTransition("只有乡镇综治中心可以向相邻乡镇发出联防预警")
+        to_nodes = list(request.to_nodes) or list(spec.neighbours)
+        strangers = [code for code in to_nodes if code not in spec.neighbours]
+        if strangers:
+            raise InvalidArgument("to_nodes", f"{'、'.join(strangers)} 不是本镇的相邻乡镇")
+        event = self._alert_event(str(uuid.uuid4()), request.actor)
+        event.raised.CopyFrom(
+            pb.RiskAlert(
+                from_node=self._node,
+                to_nodes=sorted(set(to_nodes)),
+                kind=request.kind,
+                title=request.title,
+                body=request.body,
+                level=request.level or "medium",
+            )
+        )
+        return await self._record_alert(event)
+
+    @grpc_method
+    async def AcknowledgeRiskAlert(
+        self, request: pb.AcknowledgeRiskAlertRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RiskAlert:
+        current = await self._db.read(lambda s: store.get_alert(s, alert_id=request.id))
+        if current is None or self._node not in current.to_nodes:
+            raise NotFound(f"本中心没有收到编号为 {request.id} 的联防预警")
+        event = self._alert_event(request.id, request.actor)
+        event.acknowledged = request.note
+        return await self._record_alert(event)
+
+    @grpc_method
+    async def ListRiskAlerts(
+        self, request: pb.ListRiskAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRiskAlertsResponse:
+        if request.direction not in ("", "in", "out"):
+            raise InvalidArgument("direction", "direction 须为 in（收到的）、out（发出的）或留空")
+        offset, size = page_bounds(request.page)
+        node = "" if self._node == self._topology.county.code else self._node
+        rows = await self._db.read(
+            lambda s: store.list_alerts(s, node=node, direction=request.direction, offset=offset, limit=size + 1)
+        )
+        token = str(offset + size) if len(rows) > size else ""
+        return pb.ListRiskAlertsResponse(alerts=rows[:size], page=common_pb2.PageInfo(next_page_token=token))

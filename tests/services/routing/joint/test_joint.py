@@ -26,8 +26,8 @@ from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc, routing_pb2_grpc
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointstore
-from tests.harness.county import LocalCounty, small_county
+from harness.county import LocalCounty, small_county
+from services.routing.joint import store
 from tests.system.test_county_sync import eventually
 
 COUNTY, A, B, C = "371702", "371702101", "371702102", "371702103"
@@ -217,7 +217,7 @@ async def test_a_joint_case_is_shared_by_its_towns_and_the_county_survives_a_cut
         end = start + dt.timedelta(days=2)
         for code in (A, B, COUNTY, C):
             db = local[code].ctx.db  # type: ignore[union-attr]
-            counts = await db.read(lambda s, c=code: jointstore.joint_counts(s, within=c, start=start, end=end))
+            counts = await db.read(lambda s, c=code: store.joint_counts(s, within=c, start=start, end=end))
             assert counts == ((0, 0) if code == C else (1, 1)), code
         async with channel(local[COUNTY].grpc_address) as ch:  # the county's figures count it once
             stats = await federation_pb2_grpc.FederationStub(ch).GetNodeStats(
@@ -328,7 +328,7 @@ async def test_a_retried_opening_with_the_same_request_id_gives_the_same_joint_c
         held = (await rpc(local, A, "ListJointCases", pb.ListJointCasesRequest())).joint_cases
         assert [c.id for c in held] == [first.id]
         db = local[A].ctx.db  # type: ignore[union-attr]
-        assert len(await db.read(lambda s: jointstore.timeline(s, joint_id=first.id))) == 1
+        assert len(await db.read(lambda s: store.timeline(s, joint_id=first.id))) == 1
 
         async def county_has_one() -> bool:
             reply = await rpc(local, COUNTY, "ListJointCases", pb.ListJointCasesRequest())

@@ -10,7 +10,7 @@ import pytest
 
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.v1 import routing_pb2 as pb
-from services.routing import jointrules
+from services.routing.joint import rules
 
 COUNTY, A, B, D = "371702", "371702101", "371702102", "371702104"
 START = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -37,7 +37,7 @@ def answer(node: str, lamport: int, accept: bool, reason: str = "") -> pb.JointE
 
 
 def fold(*events: pb.JointEvent) -> pb.JointCase:
-    case, _ = jointrules.fold_timeline(events, county=COUNTY)
+    case, _ = rules.fold_timeline(events, county=COUNTY)
     assert case is not None
     return case
 
@@ -54,32 +54,32 @@ def test_the_case_closes_only_when_every_accepted_participant_signed_off() -> No
 
 def test_signing_off_waits_for_every_answer_and_for_the_towns_own_tasks() -> None:
     with pytest.raises(IllegalTransition, match="未答复"):
-        jointrules.apply_joint(fold(opened(B)), event(A, 2, signed_off=""), county=COUNTY)
+        rules.apply_joint(fold(opened(B)), event(A, 2, signed_off=""), county=COUNTY)
     deadline = pb.JointTaskAdded(node=B, title="核实界桩位置")
     deadline.deadline.FromDatetime(START + dt.timedelta(days=3))
     case = fold(opened(B), answer(B, 2, True), event(A, 3, task_added=deadline))
     assert [(t.id, t.node) for t in case.tasks] == [("T1", B)]
     with pytest.raises(IllegalTransition, match="T1"):
-        jointrules.apply_joint(case, event(B, 4, signed_off=""), county=COUNTY)
+        rules.apply_joint(case, event(B, 4, signed_off=""), county=COUNTY)
     with pytest.raises(IllegalTransition, match="只有该乡镇"):
-        jointrules.apply_joint(
+        rules.apply_joint(
             case, event(A, 4, task_completed=pb.JointTaskCompleted(task_id="T1", result="x")), county=COUNTY
         )
 
 
 def test_a_decline_needs_a_reason_and_all_declining_means_the_case_is_not_formed() -> None:
     with pytest.raises(InvalidArgument, match="理由"):
-        jointrules.apply_joint(fold(opened(B)), answer(B, 2, False), county=COUNTY)
+        rules.apply_joint(fold(opened(B)), answer(B, 2, False), county=COUNTY)
     declined = fold(opened(B), answer(B, 2, False, "已由本镇单独调处"))
     assert declined.status == pb.JOINT_CASE_STATUS_DECLINED
-    assert not jointrules.may_read(declined, B, county=COUNTY) and jointrules.may_read(declined, COUNTY, county=COUNTY)
+    assert not rules.may_read(declined, B, county=COUNTY) and rules.may_read(declined, COUNTY, county=COUNTY)
 
 
 def test_invited_towns_may_read_others_may_not() -> None:
     case = fold(opened(B))
-    assert jointrules.may_read(case, B, county=COUNTY) and jointrules.may_read(case, A, county=COUNTY)
-    assert not jointrules.may_read(case, "371702103", county=COUNTY)
-    assert not jointrules.may_read(case, "371702101001", county=COUNTY)
+    assert rules.may_read(case, B, county=COUNTY) and rules.may_read(case, A, county=COUNTY)
+    assert not rules.may_read(case, "371702103", county=COUNTY)
+    assert not rules.may_read(case, "371702101001", county=COUNTY)
 
 
 def test_every_order_of_arrival_folds_to_the_same_case_and_hash() -> None:
@@ -88,9 +88,9 @@ def test_every_order_of_arrival_folds_to_the_same_case_and_hash() -> None:
     results = set()
     for _ in range(20):
         shuffled = random.sample(events, len(events))
-        case, entries = jointrules.fold_timeline(shuffled, county=COUNTY)
+        case, entries = rules.fold_timeline(shuffled, county=COUNTY)
         ordered = [e.event.SerializeToString(deterministic=True) for e in entries]
-        results.add((case.SerializeToString(deterministic=True) if case else b"", jointrules.timeline_hash(ordered)))
+        results.add((case.SerializeToString(deterministic=True) if case else b"", rules.timeline_hash(ordered)))
     assert len(results) == 1
 
 
@@ -99,7 +99,7 @@ def test_an_event_after_the_close_stays_in_the_timeline_but_is_not_applied() -> 
     before = event(A, 4, note="与乙镇签字同时写入")  # same counter as B's sign-off: A sorts first
     after = event(A, 5, note="办结后才到的记录")
     stranger = event(D, 6, note="不是参与方")
-    case, entries = jointrules.fold_timeline([stranger, after, *closing, before], county=COUNTY)
+    case, entries = rules.fold_timeline([stranger, after, *closing, before], county=COUNTY)
     assert case is not None and case.status == pb.JOINT_CASE_STATUS_CLOSED
     applied = {e.event.id: (e.applied, e.note) for e in entries}
     assert applied[before.id] == (True, "")
@@ -109,13 +109,13 @@ def test_an_event_after_the_close_stays_in_the_timeline_but_is_not_applied() -> 
 
 
 def test_invitations_go_only_to_neighbouring_towns() -> None:
-    jointrules.check_invitations(A, [B], [B, D])
+    rules.check_invitations(A, [B], [B, D])
     with pytest.raises(InvalidArgument, match="相邻"):
-        jointrules.check_invitations(A, ["371702103"], [B])
+        rules.check_invitations(A, ["371702103"], [B])
     with pytest.raises(InvalidArgument):
-        jointrules.check_invitations(A, [A], [A, B])
+        rules.check_invitations(A, [A], [A, B])
     with pytest.raises(IllegalTransition):
-        jointrules.check_invitations(COUNTY, [B], [B])
+        rules.check_invitations(COUNTY, [B], [B])
 
 
 def test_an_alert_is_acknowledged_once_by_each_addressee() -> None:
@@ -123,17 +123,17 @@ def test_an_alert_is_acknowledged_once_by_each_addressee() -> None:
     raised.raised.CopyFrom(
         pb.RiskAlert(from_node=A, to_nodes=[B, D], kind="missing_person", title="走失老人", level="high")
     )
-    alert = jointrules.apply_alert(None, raised)
+    alert = rules.apply_alert(None, raised)
     ack = pb.RiskAlertEvent(id="r2", alert_id="a1", node=B, actor="乙镇", acknowledged="已布控")
-    alert = jointrules.apply_alert(alert, ack)
+    alert = rules.apply_alert(alert, ack)
     assert [a.node for a in alert.acks] == [B] and not alert.fully_acknowledged
     with pytest.raises(IllegalTransition, match="已确认"):
-        jointrules.apply_alert(alert, ack)
+        rules.apply_alert(alert, ack)
     with pytest.raises(IllegalTransition):
-        jointrules.apply_alert(alert, pb.RiskAlertEvent(alert_id="a1", node="371702103", acknowledged=""))
-    alert = jointrules.apply_alert(alert, pb.RiskAlertEvent(alert_id="a1", node=D, actor="丁镇", acknowledged=""))
+        rules.apply_alert(alert, pb.RiskAlertEvent(alert_id="a1", node="371702103", acknowledged=""))
+    alert = rules.apply_alert(alert, pb.RiskAlertEvent(alert_id="a1", node=D, actor="丁镇", acknowledged=""))
     assert alert.fully_acknowledged
     with pytest.raises(InvalidArgument, match="预警类型"):
         bad = pb.RiskAlertEvent(alert_id="a2", node=A)
         bad.raised.CopyFrom(pb.RiskAlert(from_node=A, to_nodes=[B], kind="rumour", title="x", level="low"))
-        jointrules.apply_alert(None, bad)
+        rules.apply_alert(None, bad)

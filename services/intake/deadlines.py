@@ -1,4 +1,4 @@
-"""Clock policy (pure): deadlines of the response classes, and when warnings and 督办 are due."""
+"""Deadlines (pure): the clocks of the response classes, and when warnings and 督办 are due."""
 
 from __future__ import annotations
 

@@ -1,21 +1,29 @@
-"""What every Routing method builds on: finding a case of the subtree, and appending steps to a
-case held here in one transaction (the fold checks each step)."""
+"""What every Routing method builds on: finding a case of the subtree, and the cases held here,
+which its case steps advance through the one path every service uses (``HeldCases``)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
+from fengqiao.cases.held import HeldCases
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import InvalidArgument, NotFound
 from fengqiao.security.sealing import PersonalKey
-from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings
 from services.routing.departments import DepartmentFile
 from services.routing.policy import PolicyFile
+
+E = TypeVar("E")
+T = TypeVar("T")
 
 
 class RoutingBase:
@@ -43,6 +51,7 @@ class RoutingBase:
         self._departments = departments
         self._on_commit = on_commit
         self._key = key
+        self._held_cases = HeldCases(db=db, node_code=node_code, clock=clock, key=key, on_commit=on_commit)
 
     async def _case(self, case_id: str) -> pb.Case:
         case = await self._db.read(lambda s: casestore.find_case(s, key=case_id))
@@ -50,15 +59,18 @@ class RoutingBase:
             raise NotFound(f"案件 {case_id} 不存在或不在本中心辖区")
         return case
 
-    async def _append(self, case_id: str, actor: str, steps: casestore.Steps) -> pb.Case:
-        """Append the steps ``steps`` gives for the case's current state, as this node's."""
+    def _new_event(self, message: Callable[..., E], actor: str, *, event_id: str = "", **ids: Any) -> E:
+        """A new event of this center by ``actor``, now: a fresh id unless ``event_id`` is given."""
         if not actor.strip():
             raise InvalidArgument("actor", "操作人不能为空")
-        now, headers = self._clock.now(), current_headers()
-        case = await self._db.write(
-            lambda s: casestore.advance(
-                s, case_id=case_id, node_code=self._node, actor=actor, steps=steps, now=now, headers=headers
-            )
-        )
+        event = message(id=event_id or str(uuid.uuid4()), node=self._node, actor=actor, **ids)
+        event.at.FromDatetime(self._clock.now())  # type: ignore[attr-defined]
+        return event
+
+    async def _write(self, record: Callable[[Session, dt.datetime], T]) -> tuple[T, dt.datetime]:
+        """Run ``record`` in a write transaction, now, and wake the outbox relay; the result and
+        the moment it was recorded at."""
+        now = self._clock.now()
+        result = await self._db.write(lambda s: record(s, now))
         self._on_commit()
-        return self._key.opened(case)
+        return result, now

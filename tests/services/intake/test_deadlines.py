@@ -8,7 +8,7 @@ import pytest
 
 from fengqiao.errors import InvalidArgument
 from fengqiao.v1 import case_pb2
-from services.intake import policy
+from services.intake import deadlines
 from services.intake.config import IntakeSettings
 
 SETTINGS = IntakeSettings()
@@ -43,36 +43,36 @@ def test_the_default_settings_are_24_hours_2_hours_and_a_warning_at_80_percent()
 
 
 def test_a_routine_case_has_24_hours() -> None:
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, SETTINGS) == START + 24 * HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, SETTINGS) == START + 24 * HOUR
 
 
 def test_an_urgent_case_has_2_hours() -> None:
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, SETTINGS) == START + 2 * HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, SETTINGS) == START + 2 * HOUR
 
 
 def test_the_class_clocks_ignore_a_given_deadline() -> None:
     given = START + 72 * HOUR
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, SETTINGS, given=given) == START + 24 * HOUR
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, SETTINGS, given=given) == START + 2 * HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, SETTINGS, given=given) == START + 24 * HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, SETTINGS, given=given) == START + 2 * HOUR
 
 
 def test_a_task_force_takes_the_deadline_the_center_gives() -> None:
     given = START + dt.timedelta(days=15)
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_TASK_FORCE, START, SETTINGS, given=given) == given
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_TASK_FORCE, START, SETTINGS, given=given) == given
 
 
 def test_a_task_force_without_a_given_deadline_is_refused_naming_the_deadline() -> None:
     with pytest.raises(InvalidArgument) as caught:
-        policy.deadline_for(case_pb2.RESPONSE_CLASS_TASK_FORCE, START, SETTINGS)
+        deadlines.deadline_for(case_pb2.RESPONSE_CLASS_TASK_FORCE, START, SETTINGS)
     assert caught.value.field == "deadline"
     assert "deadline" in caught.value.message
 
 
 def test_the_class_clocks_follow_the_county_settings() -> None:
     county = IntakeSettings(routine_hours=48, urgent_hours=1)
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, county) == START + 48 * HOUR
-    assert policy.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, county) == START + HOUR
-    assert policy.intake_deadline(case_pb2.RESPONSE_CLASS_URGENT, START, county) == START + HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_ROUTINE, START, county) == START + 48 * HOUR
+    assert deadlines.deadline_for(case_pb2.RESPONSE_CLASS_URGENT, START, county) == START + HOUR
+    assert deadlines.intake_deadline(case_pb2.RESPONSE_CLASS_URGENT, START, county) == START + HOUR
 
 
 @pytest.mark.parametrize(
@@ -85,13 +85,13 @@ def test_the_class_clocks_follow_the_county_settings() -> None:
     ],
 )
 def test_the_intake_clock_is_2_hours_for_urgent_cases_and_24_hours_otherwise(response_class: int, hours: int) -> None:
-    assert policy.intake_deadline(response_class, START, SETTINGS) == START + hours * HOUR
+    assert deadlines.intake_deadline(response_class, START, SETTINGS) == START + hours * HOUR
 
 
 def test_the_warning_is_due_at_80_percent_of_the_clock() -> None:
-    assert policy.warn_time(START, START + 24 * HOUR, 0.8) == START + dt.timedelta(hours=19, minutes=12)
-    assert policy.warn_time(START, START + 2 * HOUR, SHARE) == START + dt.timedelta(minutes=96)
-    assert policy.warn_time(START, START + 10 * HOUR, 0.5) == START + 5 * HOUR
+    assert deadlines.warn_time(START, START + 24 * HOUR, 0.8) == START + dt.timedelta(hours=19, minutes=12)
+    assert deadlines.warn_time(START, START + 2 * HOUR, SHARE) == START + dt.timedelta(minutes=96)
+    assert deadlines.warn_time(START, START + 10 * HOUR, 0.5) == START + 5 * HOUR
 
 
 # Alarms -----------------------------------------------------------------------------------------
@@ -99,37 +99,37 @@ def test_the_warning_is_due_at_80_percent_of_the_clock() -> None:
 
 def test_no_alarm_is_due_before_80_percent_of_the_clock() -> None:
     case = open_case()
-    assert policy.due_alarms(case, START, SHARE) == []
-    assert policy.due_alarms(case, START + dt.timedelta(hours=19, minutes=11), SHARE) == []
+    assert deadlines.due_alarms(case, START, SHARE) == []
+    assert deadlines.due_alarms(case, START + dt.timedelta(hours=19, minutes=11), SHARE) == []
 
 
 @pytest.mark.parametrize("after", [dt.timedelta(hours=19, minutes=12), 20 * HOUR, 24 * HOUR - dt.timedelta(seconds=1)])
 def test_only_the_warning_is_due_between_80_percent_and_the_deadline(after: dt.timedelta) -> None:
-    assert policy.due_alarms(open_case(), START + after, SHARE) == ["deadline_warning"]
+    assert deadlines.due_alarms(open_case(), START + after, SHARE) == ["deadline_warning"]
 
 
 @pytest.mark.parametrize("after", [24 * HOUR, 30 * HOUR, dt.timedelta(days=10)])
 def test_both_alarms_are_due_at_or_after_the_deadline_when_neither_was_raised(after: dt.timedelta) -> None:
-    assert policy.due_alarms(open_case(), START + after, SHARE) == ["deadline_warning", "supervision"]
+    assert deadlines.due_alarms(open_case(), START + after, SHARE) == ["deadline_warning", "supervision"]
 
 
 def test_only_supervision_is_due_after_the_deadline_once_the_warning_was_raised() -> None:
     case = open_case(warned=True)
-    assert policy.due_alarms(case, START + 20 * HOUR, SHARE) == []
-    assert policy.due_alarms(case, START + 24 * HOUR, SHARE) == ["supervision"]
+    assert deadlines.due_alarms(case, START + 20 * HOUR, SHARE) == []
+    assert deadlines.due_alarms(case, START + 24 * HOUR, SHARE) == ["supervision"]
 
 
 def test_nothing_is_due_once_both_alarms_were_raised_for_the_deadline() -> None:
     case = open_case(warned=True, supervised=True)
-    assert policy.due_alarms(case, START + 24 * HOUR, SHARE) == []
-    assert policy.due_alarms(case, START + dt.timedelta(days=30), SHARE) == []
+    assert deadlines.due_alarms(case, START + 24 * HOUR, SHARE) == []
+    assert deadlines.due_alarms(case, START + dt.timedelta(days=30), SHARE) == []
 
 
 @pytest.mark.parametrize(
     "status", [case_pb2.CASE_STATUS_CLOSED, case_pb2.CASE_STATUS_FOLLOWED_UP, case_pb2.CASE_STATUS_ARCHIVED]
 )
 def test_nothing_is_due_for_a_closed_case(status: int) -> None:
-    assert policy.due_alarms(open_case(status=status), START + 48 * HOUR, SHARE) == []
+    assert deadlines.due_alarms(open_case(status=status), START + 48 * HOUR, SHARE) == []
 
 
 @pytest.mark.parametrize(
@@ -143,35 +143,38 @@ def test_nothing_is_due_for_a_closed_case(status: int) -> None:
     ],
 )
 def test_alarms_are_due_for_every_open_case(status: int) -> None:
-    assert policy.due_alarms(open_case(status=status), START + 48 * HOUR, SHARE) == ["deadline_warning", "supervision"]
+    assert deadlines.due_alarms(open_case(status=status), START + 48 * HOUR, SHARE) == [
+        "deadline_warning",
+        "supervision",
+    ]
 
 
 def test_nothing_is_due_for_a_case_without_a_deadline() -> None:
     case = open_case()
     case.ClearField("deadline")
-    assert policy.due_alarms(case, START + dt.timedelta(days=365), SHARE) == []
+    assert deadlines.due_alarms(case, START + dt.timedelta(days=365), SHARE) == []
 
 
 def test_a_moved_deadline_owes_a_warning_again_even_if_the_old_one_had_both_alarms() -> None:
     case = open_case(hours=24, warned=True, supervised=True)  # both raised for the old deadline
     case.deadline.FromDatetime(START + 48 * HOUR)  # extension granted; raised-for still names the old one
-    assert policy.due_alarms(case, START + 30 * HOUR, SHARE) == []  # before 80% of the new clock (38.4 h)
-    assert policy.due_alarms(case, START + 39 * HOUR, SHARE) == ["deadline_warning"]
-    assert policy.due_alarms(case, START + 48 * HOUR, SHARE) == ["deadline_warning", "supervision"]
+    assert deadlines.due_alarms(case, START + 30 * HOUR, SHARE) == []  # before 80% of the new clock (38.4 h)
+    assert deadlines.due_alarms(case, START + 39 * HOUR, SHARE) == ["deadline_warning"]
+    assert deadlines.due_alarms(case, START + 48 * HOUR, SHARE) == ["deadline_warning", "supervision"]
     case.warned_for.CopyFrom(case.deadline)
-    assert policy.due_alarms(case, START + 48 * HOUR, SHARE) == ["supervision"]
+    assert deadlines.due_alarms(case, START + 48 * HOUR, SHARE) == ["supervision"]
 
 
 def test_the_warning_share_is_the_one_given() -> None:
     case = open_case(hours=10)
-    assert policy.due_alarms(case, START + 4 * HOUR, 0.5) == []
-    assert policy.due_alarms(case, START + 5 * HOUR, 0.5) == ["deadline_warning"]
+    assert deadlines.due_alarms(case, START + 4 * HOUR, 0.5) == []
+    assert deadlines.due_alarms(case, START + 5 * HOUR, 0.5) == ["deadline_warning"]
 
 
 def test_alarms_are_due_alike_whatever_the_time_zone_of_now() -> None:
     case = open_case()
     beijing = dt.timezone(dt.timedelta(hours=8))
-    assert policy.due_alarms(case, (START + 20 * HOUR).astimezone(beijing), SHARE) == ["deadline_warning"]
+    assert deadlines.due_alarms(case, (START + 20 * HOUR).astimezone(beijing), SHARE) == ["deadline_warning"]
 
 
 # 督办 ------------------------------------------------------------------------------------------
@@ -186,15 +189,15 @@ def test_alarms_are_due_alike_whatever_the_time_zone_of_now() -> None:
     ],
 )
 def test_supervision_goes_to_the_tier_above(node: str, supervisor: str) -> None:
-    assert policy.supervisor_of(node) == supervisor
+    assert deadlines.supervisor_of(node) == supervisor
 
 
 def test_supervisor_of_refuses_a_code_that_is_not_a_division() -> None:
     with pytest.raises(InvalidArgument):
-        policy.supervisor_of("3717")
+        deadlines.supervisor_of("3717")
 
 
 def test_nothing_is_due_while_the_case_awaits_the_tier_above() -> None:
     case = open_case()
     case.status = case_pb2.CASE_STATUS_ESCALATING
-    assert policy.due_alarms(case, START + dt.timedelta(days=3), SHARE) == []
+    assert deadlines.due_alarms(case, START + dt.timedelta(days=3), SHARE) == []

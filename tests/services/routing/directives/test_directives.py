@@ -17,8 +17,8 @@ from fengqiao.divisions import down_stream, down_subject
 from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
 from fengqiao.v1 import routing_pb2, routing_pb2_grpc
+from harness.county import LocalCounty
 from tests.conftest import running_county
-from tests.harness.county import LocalCounty
 from tests.services.intake.test_closed_loop import ts
 from tests.system.test_county_sync import eventually
 

@@ -1,0 +1,98 @@
+"""The one decode step of every inbox handler: parse, required ids, the sender read from the
+subject, checks — and the domain errors of applying a message mapped once to "dead letter" or
+"not yet"."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from nats.aio.msg import Msg
+from sqlmodel import Session
+
+from fengqiao import decode, errors, inbox
+from fengqiao.decode import Decoder, Envelope, receive, written_above, written_within
+from fengqiao.divisions import down_subject, event_subject
+from fengqiao.errors import BadMessage, NotYet
+from fengqiao.v1 import case_pb2 as pb
+
+COUNTY, TOWN, VILLAGE, OTHER_VILLAGE = "371702", "371702101", "371702101001", "371702102001"
+DECODE = Decoder(pb.CaseEvent, "案件事件", required=("id", "case_id", "seq"))
+
+
+def delivered(event: pb.CaseEvent | bytes, subject: str = event_subject(VILLAGE, "case", "received")) -> Msg:
+    data = event if isinstance(event, bytes) else event.SerializeToString()
+    return Msg(_client=None, subject=subject, data=data)  # type: ignore[arg-type]
+
+
+def event(node: str = VILLAGE, **fields: object) -> pb.CaseEvent:
+    values: dict[str, object] = {"id": "e1", "case_id": "c1", "seq": 1, "node": node, "progress": pb.Progress()}
+    return pb.CaseEvent(**{**values, **fields})  # type: ignore[arg-type]
+
+
+def test_a_message_is_decoded_with_its_sender_read_from_the_subject() -> None:
+    own = DECODE(delivered(event()))
+    assert own.event.id == "e1" and own.sender == VILLAGE and own.author == VILLAGE and own.route.to is None
+    assert own.payload == "progress" and own.what == "案件事件"
+    down = DECODE(delivered(event(node=TOWN), down_subject(TOWN, VILLAGE, "case", "progress")))
+    assert down.sender == TOWN and down.route.to == VILLAGE and down.route.kind == "case"
+
+
+def test_what_cannot_be_parsed_or_lacks_its_ids_is_a_dead_letter_naming_it() -> None:
+    with pytest.raises(BadMessage, match="无法解析的案件事件"):
+        DECODE(delivered(b"\xff\xff\xff"))
+    with pytest.raises(BadMessage, match=r"案件事件缺少案件编号、序号$"):
+        DECODE(delivered(event(case_id="", seq=0)))
+    with pytest.raises(BadMessage, match="缺少内容"):
+        Decoder(pb.CaseEvent, "案件事件", required=("payload",))(delivered(pb.CaseEvent(id="e1")))
+
+
+@pytest.mark.parametrize(
+    "subject", ["fq.371702.371702101.371702101001.case", "fq.371702.371709101.371702101001.case.progress", "x.y"]
+)
+def test_a_subject_that_names_no_sender_is_a_dead_letter(subject: str) -> None:
+    with pytest.raises(BadMessage, match="无法识别发送中心"):
+        DECODE(delivered(event(), subject))
+
+
+def test_checks_name_the_writer_they_refuse() -> None:
+    below = Decoder(pb.CaseEvent, "案件事件", checks=[written_within(TOWN, itself=False)])
+    assert below(delivered(event())).author == VILLAGE
+    with pytest.raises(BadMessage, match=f"案件事件来自辖区外的节点 {OTHER_VILLAGE}"):
+        below(delivered(event(node=OTHER_VILLAGE)))
+    with pytest.raises(BadMessage, match="辖区外"):
+        below(delivered(event(node=TOWN)))
+    above = Decoder(pb.CaseEvent, "案件事件", checks=[written_above(VILLAGE)])
+    assert above(delivered(event(node=COUNTY))).author == COUNTY
+    for node in (VILLAGE, OTHER_VILLAGE, ""):
+        with pytest.raises(BadMessage, match="非上级"):
+            above(delivered(event(node=node)))
+
+
+def raising(exc: Exception) -> inbox.Handler:
+    def apply(session: Session, envelope: Envelope[pb.CaseEvent]) -> None:
+        raise exc
+
+    return receive(DECODE, apply)
+
+
+@pytest.mark.parametrize("error", [errors.IllegalTransition("不能这样办"), errors.InvalidArgument("seq", "不能这样办")])
+def test_an_error_meaning_never_is_a_dead_letter_with_its_reason(error: errors.FengqiaoError) -> None:
+    with pytest.raises(BadMessage, match="不能这样办") as caught:
+        raising(error)(None, delivered(event()))  # type: ignore[arg-type]
+    assert caught.value.__cause__ is error
+
+
+@pytest.mark.parametrize("error", [NotYet("前序事件未到"), errors.Unavailable("数据库不可用"), ValueError("bug")])
+def test_an_error_meaning_later_or_a_bug_is_left_as_it_is(error: Exception) -> None:
+    with pytest.raises(type(error)):
+        raising(error)(None, delivered(event()))  # type: ignore[arg-type]
+
+
+def test_every_domain_error_is_either_never_or_later() -> None:
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.FengqiaoError)]
+    classes += [BadMessage, NotYet]
+    for cls in classes:
+        if cls is errors.FengqiaoError or cls is BadMessage:
+            continue
+        assert (cls in decode.NEVER_APPLIES) != (cls in decode.APPLIES_LATER), cls
