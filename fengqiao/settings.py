@@ -73,7 +73,7 @@ class NodeSettings(BaseSettings):
     token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
     personal_data_key: SecretStr = Field(
         description="the county's key sealing parties' personal data at rest: base64 of 32 random bytes, "
-        "the same at every node of the county (`python -m fengqiao.sealing` prints a new one)"
+        "the same at every node of the county (`python -m fengqiao.security.sealing` prints a new one)"
     )
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")

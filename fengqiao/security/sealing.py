@@ -98,7 +98,7 @@ def from_settings(secret: str) -> PersonalKey:
     return PersonalKey(parse_key(secret))
 
 
-if __name__ == "__main__":  # python -m fengqiao.sealing: a new FQ_PERSONAL_DATA_KEY
+if __name__ == "__main__":  # python -m fengqiao.security.sealing: a new FQ_PERSONAL_DATA_KEY
     import sys
 
     sys.stdout.write(new_key() + "\n")

@@ -1,6 +1,6 @@
 """Bad input everywhere (issue 10): random requests to every gRPC method get a clear status, never
 an internal error; random messages on the bus become dead letters with a reason, and the valid
-case sent after them still arrives. (The HTTP API is fuzzed by schemathesis, tests/fengqiao/web.)"""
+case sent after them still arrives. (The HTTP API is fuzzed by schemathesis, tests/gateway.)"""
 
 from __future__ import annotations
 
