@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from sqlalchemy.exc import DataError
 
-from fengqiao import errors, telemetry
+from fengqiao import errors, limits, telemetry
 from fengqiao.errors import InvalidArgument
 from fengqiao.v1 import common_pb2
 
@@ -50,6 +50,36 @@ def grpc_method(fn: Method[Req, Resp]) -> Method[Req, Resp]:
     return wrapper
 
 
+class LimitsInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses (INVALID_ARGUMENT) a request whose text is over ``limits`` before its handler runs:
+    installed by ``start_server`` on every server, so no handler can forget the check."""
+
+    def __init__(self, limits_: limits.Limits) -> None:
+        self._limits = limits_
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:  # every method of the services is unary
+            return handler
+        inner = handler.unary_unary
+        bounds = self._limits
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                limits.check(request, bounds)
+            except InvalidArgument as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            return await inner(request, context)  # type: ignore[arg-type]
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 class Registration:
     """A servicer and how to add it to a server."""
 
@@ -66,10 +96,13 @@ async def start_server(
     port: int,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    text_limits: limits.Limits | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start a traced gRPC server with health checking and reflection — over TLS when given
-    ``credentials`` — and return it and its port."""
-    interceptors = [*([aio_server_interceptor()] if telemetry.enabled() else []), *interceptors]
+    ``credentials`` — that refuses requests over ``text_limits`` (by default ``FQ_LIMIT_*``), and
+    return it and its port."""
+    bounds = LimitsInterceptor(text_limits if text_limits is not None else limits.Limits())
+    interceptors = [*([aio_server_interceptor()] if telemetry.enabled() else []), *interceptors, bounds]
     # No SO_REUSEPORT (gRPC's default): a second process of the same node must fail to bind,
     # not silently share the port and answer half the calls from another store.
     options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)]

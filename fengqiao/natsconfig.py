@@ -29,6 +29,7 @@ from fengqiao.divisions import (
     subtree_subjects,
     up_deliver,
 )
+from fengqiao.limits import MAX_PAYLOAD
 from fengqiao.security.pki import ORGANIZATION
 from fengqiao.topology import NodeSpec, Topology, dump_topology
 from fengqiao.topology import jetstream_domain as domain_of
@@ -162,6 +163,7 @@ def server_config(
         "server_name": f"{domain_of(code)}-{index}",
         "listen": f"127.0.0.1:{nats.client_port + index}",
         "http": f"127.0.0.1:{nats.monitor_port + index}",
+        "max_payload": MAX_PAYLOAD,  # the same at every server: a leaf link carries what its ends accept
         "jetstream": jetstream,
     }
     leafnodes: dict[str, Any] = {}
@@ -219,6 +221,7 @@ def helm_values(topology: Topology) -> dict[str, Any]:
                 "merge": {"no_advertise": True},
             },
             "monitor": {"enabled": True, "port": county.nats.monitor_port},
+            "merge": {"max_payload": MAX_PAYLOAD},
         },
         # Towns dial the leafnode port from outside the cluster.
         "service": {"ports": {"leafnodes": {"enabled": True}}, "merge": {"spec": {"type": "LoadBalancer"}}},
