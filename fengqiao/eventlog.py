@@ -145,8 +145,10 @@ def record(session: Session, log: Log[S, E], appends: Sequence[Append[S, E]], *,
     for i, state in zip(writing, stored, strict=True):
         folded[i] = state
         for event in appends[i].events:
-            messages.extend(log.messages(state, event, appends[i].headers))
-            entries.append(log.audit_entry(state, event, now=now))
+            entry = log.audit_entry(state, event, now=now)
+            # keyed by what the event changes (the entry's subject), so the relay keeps its order
+            messages.extend(m._replace(aggregate=entry.subject) for m in log.messages(state, event, appends[i].headers))
+            entries.append(entry)
     outbox.enqueue_many(session, messages=messages, now=now)
     audit.record(session, entries)
     return folded

@@ -1,5 +1,5 @@
-"""What a node's database says at scrape time: the outbox backlog, dead letters, cases by status,
-overdue cases, escalations waiting for this center, and the database's size.
+"""What a node's database says at scrape time: the outbox backlog and quarantine, dead letters,
+cases by status, overdue cases, escalations waiting for this center, and the database's size.
 
 Cases count as lists and figures do: those taken in at or below the node (docs/ARCHITECTURE.md,
 *Cases*). Read in one transaction on a reader thread, never on the event loop.
@@ -19,7 +19,7 @@ from fengqiao.cases.records import CaseRecord
 from fengqiao.cases.steps import CLOSED_STATUSES
 from fengqiao.db import Database
 from fengqiao.metrics import Gauges, Reading
-from fengqiao.models import DeadLetter, OutboxRecord
+from fengqiao.models import DeadLetter, OutboxQuarantine, OutboxRecord
 from fengqiao.v1 import case_pb2 as pb
 
 STATUSES = {
@@ -45,6 +45,7 @@ def readings(session: Session, *, node_code: str, now: dt.datetime) -> list[Read
     oldest = _oldest_pending(session)
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
     dead = int(session.exec(select(func.count()).select_from(DeadLetter)).one())
+    quarantined = int(session.exec(select(func.count()).select_from(OutboxQuarantine)).one())
     within = col(CaseRecord.origin_node).startswith(node_code)
     by_status = dict(
         session.exec(select(CaseRecord.status, func.count()).where(within).group_by(col(CaseRecord.status))).all()
@@ -66,8 +67,13 @@ def readings(session: Session, *, node_code: str, now: dt.datetime) -> list[Read
         Reading("fengqiao_outbox_pending", "Outbox messages not yet acknowledged by JetStream", [({}, pending)]),
         Reading(
             "fengqiao_outbox_oldest_pending_seconds",
-            "Age of the oldest outbox message not yet published (0 when none waits)",
+            "Age of the oldest outbox message not yet published, quarantined ones aside (0 when none waits)",
             [({}, age)],
+        ),
+        Reading(
+            "fengqiao_outbox_quarantined",
+            "Outbox messages the relay gave up on after repeated failures (kept, not published)",
+            [({}, quarantined)],
         ),
         Reading("fengqiao_dead_letters", "Messages kept as dead letters (never applied), all time", [({}, dead)]),
         Reading(
@@ -94,7 +100,8 @@ def _oldest_pending(session: Session) -> dt.datetime | None:
     if session.get_bind().dialect.name == "postgresql":
         # stored without a zone, in the session's: read it back as an instant
         oldest = oldest.op("AT TIME ZONE")(func.current_setting("TimeZone"))
-    value = session.exec(select(oldest)).one()
+    quarantined = select(OutboxQuarantine.outbox_id)  # they have a gauge (and an alert) of their own
+    value = session.exec(select(oldest).where(col(OutboxRecord.id).not_in(quarantined))).one()
     if value is None:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""The delivery tables every node has: outbox, inbox and dead letters.
+"""The delivery tables every node has: outbox (and its quarantine), inbox and dead letters.
 
 Datetimes are aware (UTC); SQLModel stores them as UTC on SQLite and PostgreSQL alike.
 """
@@ -46,3 +46,23 @@ class DeadLetter(SQLModel, table=True):
     reason: str
     received_at: dt.datetime
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class OutboxQuarantine(SQLModel, table=True):
+    """An outbox row the relay gave up on after its bounded attempts, with the reason.
+
+    The row itself stays in ``outbox`` (never deleted, never published); the later rows of the
+    same aggregate (``aggregate``: a case, a directive, a joint case) wait behind it. A table of
+    its own, not a column of ``outbox``: ``create_all`` adds tables to an existing database, not
+    columns.
+    """
+
+    __tablename__ = "outbox_quarantine"
+
+    outbox_id: int = Field(primary_key=True)
+    message_id: str = Field(max_length=64)
+    subject: str = Field(max_length=200)
+    aggregate: str = Field(default="", max_length=200)  # "" when the row names none
+    attempts: int
+    reason: str
+    quarantined_at: dt.datetime

@@ -97,7 +97,7 @@ class Node:
         js = nc.jetstream()
         await ensure_streams(js, self.topology, self.spec.code)
         metrics = NodeMetrics(code)
-        relay = OutboxRelay(db=db, js=js, on_published=metrics.outbox_published.inc)
+        relay = OutboxRelay(db=db, js=js, on_published=metrics.outbox_published.inc, now=self.clock.now)
         key = sealing.from_settings(settings.personal_data_key.get_secret_value())
         self.ctx = NodeContext(
             settings,

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlmodel import Session
 
-from fengqiao import bus, outbox
+from fengqiao import bus, outbox, quarantine
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
@@ -237,23 +237,29 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
         self, request: federation_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> federation_pb2.ListNodesResponse:
         own_pending = await self._db.run(outbox.pending_count)
+        kept = await self._db.read(quarantine.summary)
         links = await subtree_links(
             nc=self._nc, js=self._js, topology=self._topology, code=self._node, outbox_pending=own_pending
         )
         nodes = []
         for spec in self._topology.subtree(self._node):
             link = links[spec.code]
-            nodes.append(
-                federation_pb2.NodeInfo(
-                    code=spec.code,
-                    name=spec.name,
-                    tier=common_pb2.Tier.ValueType(spec.tier),
-                    parent=spec.parent or "",
-                    grpc_address=spec.grpc_address,
-                    http_address=spec.http_address,
-                    upstream_link=link.state,
-                    upstream_lag=link.lag,
-                    sample=self._topology.sample_codes,
-                )
+            own = spec.code == self._node
+            info = federation_pb2.NodeInfo(
+                code=spec.code,
+                name=spec.name,
+                tier=common_pb2.Tier.ValueType(spec.tier),
+                parent=spec.parent or "",
+                grpc_address=spec.grpc_address,
+                http_address=spec.http_address,
+                upstream_link=link.state,
+                upstream_lag=link.lag,
+                sample=self._topology.sample_codes,
+                outbox_quarantined=kept.rows if own else 0,
+                outbox_quarantine_reason=kept.reason if own else "",
+                outbox_held=kept.held if own else [],
             )
+            if own and kept.oldest is not None:
+                info.outbox_quarantined_since.FromDatetime(kept.oldest)
+            nodes.append(info)
         return federation_pb2.ListNodesResponse(nodes=nodes)

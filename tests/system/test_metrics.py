@@ -28,6 +28,7 @@ GAUGES = (
     "fengqiao_outbox_pending",
     "fengqiao_outbox_oldest_pending_seconds",
     "fengqiao_dead_letters",
+    "fengqiao_outbox_quarantined",
     "fengqiao_link_up",
     "fengqiao_source_lag_messages",
     "fengqiao_cases",
