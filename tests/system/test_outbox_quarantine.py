@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func
@@ -15,7 +16,8 @@ from fengqiao.cases.records import CaseRecord
 from fengqiao.divisions import event_subject, events_stream
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import intake_pb2_grpc
-from harness.county import ADMIN_PASSWORD, LocalCounty, submit_request
+from harness.county import ADMIN_PASSWORD, LeafCounty, LocalCounty, submit_request
+from tests.system.leaf_support import leaf_county
 from tests.system.test_county_sync import eventually
 from tests.system.test_metrics import scrape, value
 
@@ -23,7 +25,7 @@ VILLAGE, COUNTY = "371702101001", "371702"
 CASES = 500
 
 
-async def cases_at(local: LocalCounty, code: str) -> int:
+async def cases_at(local: LocalCounty | LeafCounty, code: str) -> int:
     node = local[code]
     assert node.ctx is not None
     query = select(func.count()).select_from(CaseRecord).where(CaseRecord.origin_node == VILLAGE)
@@ -33,6 +35,18 @@ async def cases_at(local: LocalCounty, code: str) -> int:
 async def test_an_unpublishable_row_is_quarantined_and_the_500_cases_after_it_reach_the_county(
     county: LocalCounty,
 ) -> None:
+    await unpublishable_row_then_cases(county)
+
+
+async def test_the_same_over_leaf_nats_servers_started_from_the_rendered_configs(tmp_path: Path) -> None:
+    async with leaf_county(tmp_path) as local:
+        node = local[VILLAGE].ctx
+        assert node is not None and node.nc.max_payload == limits.MAX_PAYLOAD
+        await unpublishable_row_then_cases(local)
+
+
+async def unpublishable_row_then_cases(county: LocalCounty | LeafCounty) -> None:
+    """A row too large for the broker, written by hand into the village's outbox, then 500 cases."""
     village = county[VILLAGE].ctx
     assert village is not None
     bad = outbox.Message(
