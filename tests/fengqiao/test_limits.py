@@ -190,3 +190,35 @@ async def test_over_limit_steps_are_refused_over_http_and_grpc_and_nothing_is_st
         after = await intake.GetCase(intake_pb2.GetCaseRequest(id=case.id))
     assert after.version == case.version, "the refused steps must not touch the case"
     assert await _counts(chain, TOWN) == before, "nothing queued in the outbox nor published"
+
+
+async def test_a_case_with_its_text_at_the_limits_makes_an_event_far_under_max_payload(village: LocalCounty) -> None:
+    """Measured, not estimated: the event of a case with every text field at its limit (intake's
+    own, tighter rules for a case: description 2000, 20 parties, names 50, roles 20) is the
+    request's text and a small envelope, so any valid request's event fits with margin."""
+    bounds = limits.Limits()
+    wide = "𠀀"  # 4 bytes in UTF-8, the most a character takes
+    party = case_pb2.Party(name=wide * 50, id_number="37170219850312004X", phone="13812345678", role=wide * 20)
+    request = submit_request(
+        VILLAGE,
+        description=wide * 2000,
+        reporter=wide * 200,
+        grid=wide * 128,
+        parties=[party] * 20,
+        location=case_pb2.Location(address=wide * 200),
+    )
+    limits.check(request, bounds)
+    node = village[VILLAGE].ctx
+    assert node is not None
+    async with channel(village[VILLAGE].grpc_address) as ch:
+        await intake_pb2_grpc.IntakeStub(ch).SubmitCase(request)
+
+    async def published() -> bool:
+        return (await _counts(village, VILLAGE)) == (0, 1)
+
+    await eventually(published, within_s=10, what="the case's event published")
+    event = await node.js.get_msg(events_stream(VILLAGE), 1)
+    size = len(event.data or b"")
+    assert request.ByteSize() // 2 < size <= request.ByteSize() * 2 + 4096, (size, request.ByteSize())
+    largest_event = (bounds.request_bytes + 16 * 1024) * 2 + 4096  # by the same measure, for any request
+    assert largest_event * 1.5 <= limits.MAX_PAYLOAD, "every valid request's event fits with margin"

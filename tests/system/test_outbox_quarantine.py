@@ -40,8 +40,6 @@ async def test_an_unpublishable_row_is_quarantined_and_the_500_cases_after_it_re
 
 async def test_the_same_over_leaf_nats_servers_started_from_the_rendered_configs(tmp_path: Path) -> None:
     async with leaf_county(tmp_path) as local:
-        node = local[VILLAGE].ctx
-        assert node is not None and node.nc.max_payload == limits.MAX_PAYLOAD
         await unpublishable_row_then_cases(local)
 
 
@@ -49,6 +47,7 @@ async def unpublishable_row_then_cases(county: LocalCounty | LeafCounty) -> None
     """A row too large for the broker, written by hand into the village's outbox, then 500 cases."""
     village = county[VILLAGE].ctx
     assert village is not None
+    assert village.nc.max_payload == limits.MAX_PAYLOAD, "the broker's max_payload is the one configured"
     bad = outbox.Message(
         event_subject(VILLAGE, "case", "received"), "hand-written-1", b"x" * (limits.MAX_PAYLOAD + 1), {}
     )
