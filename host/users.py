@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fengqiao import migrations
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
 from fengqiao.security import auth
@@ -59,7 +60,7 @@ def _add(args: argparse.Namespace) -> int:
     db = Database(AccountSettings().url_for(args.code))
     try:
         auth.check_new_password(password)
-        db.create_all()
+        migrations.upgrade(db.url)
         db.transaction(
             lambda s: auth.ensure_user(
                 s, username=args.username, password=password, role=args.role, node_code=scope,
@@ -79,7 +80,7 @@ def _key(args: argparse.Namespace) -> int:
     key = secrets.token_hex(20)
     db = Database(AccountSettings().url_for(args.code))
     try:
-        db.create_all()
+        migrations.upgrade(db.url)
         now = dt.datetime.now(dt.UTC)
         db.transaction(lambda s: auth.ensure_api_key(s, key=key, label=args.label, node_code=args.code, now=now))
     finally:

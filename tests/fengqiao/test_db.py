@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
+from fengqiao import migrations
 from fengqiao.db import Database
 
 
 async def test_a_write_cancelled_while_queued_is_not_made(database_url: Callable[[str], str]) -> None:
     db = Database(database_url("writer"))
-    db.create_all()
+    migrations.upgrade(db.url)
     release, made = threading.Event(), []
 
     def slow(_: Session) -> str:
