@@ -121,7 +121,7 @@ def _db(args: argparse.Namespace) -> int:
             if done.adopted:
                 print("已接管旧版本（无迁移记录）建立的数据库，基线为 " + migrations.BASELINE)
             if done.changed:
-                print(f"数据库结构已升级：{done.before or '空'} → {done.after}")
+                print(f"数据库结构已升级：{done.before or ('旧版本' if done.adopted else '空')} → {done.after}")
             else:
                 print(f"数据库结构已是最新版本 {done.after}，无需升级")
         elif args.db_command == "current":

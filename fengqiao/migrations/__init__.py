@@ -166,7 +166,7 @@ def upgrade(url: str, *, to: str = "head") -> Upgraded:
             raise SchemaError(f"无法升级数据库结构：{exc}") from exc
         after = _revision_of(conn)
     if after != before:
-        log.info("database schema upgraded from %s to %s", before or "empty", after)
+        log.info("database schema upgraded from %s to %s", before or ("create_all" if adopted else "empty"), after)
     return Upgraded(before=before, after=after, adopted=adopted)
 
 

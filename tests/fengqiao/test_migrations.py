@@ -4,7 +4,10 @@ one database at once, and ``fengqiao db`` tells an operator where a database sta
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,10 +19,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from bench.recompute import expected, observed
 from fengqiao import migrations
-from fengqiao.db import engine_url
+from fengqiao.clock import CHINA_TZ
+from fengqiao.db import Database, engine_url
+from fengqiao.security import audit
+from fengqiao.v1 import case_pb2, federation_pb2
+from harness.county import small_county
 from host.cli import main
-from host.node import import_tables
+from host.node import figure_sources, import_tables
+from services.federation import rules, snapshot, views
 
 
 def engine(url: str) -> sqlalchemy.Engine:
@@ -184,3 +193,157 @@ def test_db_upgrade_reports_a_refusal(database_url: Callable[[str], str], capsys
     execute(url, "CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
     assert main(["db", "upgrade", "--database", url]) == 1
     assert "数据库结构操作失败：数据库中已有不属于枫桥的表" in capsys.readouterr().err
+
+
+# The previous release's database (tests/fixtures/make_previous_release_db.py says how it was made).
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ABOUT = json.loads((FIXTURES / "previous_release.json").read_text())
+TOWN = ABOUT["node"]
+TOPOLOGY = small_county(towns=2, villages=1, neighbours={"371702101": ["371702102"], "371702102": ["371702101"]})
+
+
+def plain(value: object) -> object:
+    """A value as both databases give it back: datetimes in naive UTC (SQLite keeps no zone)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def every_row(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the previous release, typed by its frozen schema, in key order."""
+    eng = engine(url)
+    try:
+        with eng.connect() as conn:
+            return {
+                name: sorted(
+                    (tuple(plain(v) for v in row) for row in conn.execute(sqlalchemy.select(table))),
+                    key=repr,
+                )
+                for name, table in baseline_tables().tables.items()
+            }
+    finally:
+        eng.dispose()
+
+
+def copy_rows(source: str, target: str) -> None:
+    """Load the previous release's rows into ``target`` (already holding its tables), table by table."""
+    rows = every_row(source)
+    eng = engine(target)
+    try:
+        with eng.begin() as conn:
+            for name, table in baseline_tables().tables.items():
+                columns = [c.name for c in table.columns]
+                values = [
+                    {
+                        c: v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) else v
+                        for c, v in zip(columns, row, strict=True)
+                    }
+                    for row in rows[name]
+                ]
+                if values:
+                    conn.execute(sqlalchemy.insert(table), values)
+            conn.execute(sqlalchemy.text("SELECT setval('audit_log_id_seq', (SELECT max(id) FROM audit_log))"))
+    finally:
+        eng.dispose()
+
+
+def figures(url: str) -> tuple[federation_pb2.NodeStats, dt.datetime, rules.Period]:
+    """The town's figures as the federation service computes them (with its figure sources)."""
+    db = Database(url)
+    try:
+        first, last = db.transaction(
+            lambda s: s.execute(
+                sqlalchemy.text(
+                    "SELECT (SELECT min(received_at) FROM case_record), (SELECT max(stored_at) FROM case_event)"
+                )
+            ).one()
+        )
+        first, last = (v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v) for v in (first, last))
+        now = plain(last).replace(tzinfo=dt.UTC) + dt.timedelta(hours=1)  # type: ignore[union-attr]
+        period = rules.parse_period(f"{plain(first).replace(tzinfo=dt.UTC).astimezone(CHINA_TZ):%Y-%m}")  # type: ignore[union-attr]
+        sources = figure_sources()
+        snap = db.transaction(
+            lambda s: snapshot.take(
+                s,
+                topology=TOPOLOGY,
+                code=TOWN,
+                period=period,
+                now=now,
+                stale_after=dt.timedelta(days=7),
+                sources=sources,
+            )
+        )
+        return views.node_stats(snap, TOWN, include_children=True), now, period
+    finally:
+        db.close()
+
+
+def raw_logs(url: str) -> list[list[case_pb2.CaseEvent]]:
+    """Every case's events straight from the rows, parsed apart from any store code."""
+    logs: dict[str, list[case_pb2.CaseEvent]] = {}
+    for _id, case_id, _seq, *_rest, data in every_row(url)["case_event"]:
+        logs.setdefault(str(case_id), []).append(case_pb2.CaseEvent.FromString(data))  # type: ignore[arg-type]
+    return [sorted(log, key=lambda e: e.seq) for log in logs.values()]
+
+
+def audit_chain(url: str) -> tuple[int, object]:
+    db = Database(url)
+    try:
+        return db.transaction(audit.verify)
+    finally:
+        db.close()
+
+
+def test_the_previous_release_database_holds_a_bit_of_everything() -> None:
+    rows = every_row(f"sqlite:///{FIXTURES / 'previous_release.db'}")
+    assert ABOUT["commit"].startswith("52a02b4")
+    assert ABOUT["case_statuses"] == list(range(1, 14))  # 受理 … 发回重办: every state
+    for table in ("case_record", "case_event", "directive", "joint_case", "joint_event", "risk_alert"):
+        assert rows[table], table
+    for table in ("assessment_project", "assessment_filed", "audit_log", "app_user", "api_key", "inbox", "counter"):
+        assert rows[table], table
+    assert {name: len(found) for name, found in rows.items()} == ABOUT["rows"]
+
+
+def test_the_previous_release_database_upgrades_in_place_with_nothing_lost_or_changed(
+    database_url: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite: a copy of the file is upgraded in place. PostgreSQL: its rows loaded into a database
+    made as the previous release made one (create_all of that schema, no migration record)."""
+    pristine = tmp_path / "pristine.db"
+    shutil.copy(FIXTURES / "previous_release.db", pristine)
+    before_url = f"sqlite:///{pristine}"
+    url = database_url("previous")
+    if url.startswith("sqlite"):
+        shutil.copy(FIXTURES / "previous_release.db", url.removeprefix("sqlite:///"))
+    else:
+        eng = engine(url)
+        baseline_tables().create_all(eng)
+        eng.dispose()
+        copy_rows(before_url, url)
+    rows_before = every_row(before_url)
+    stats_before, now, period = figures(before_url)
+
+    assert main(["db", "upgrade", "--database", url]) == 0
+    said = capsys.readouterr().out
+    assert "已接管旧版本" in said and f"旧版本 → {migrations.head()}" in said
+
+    assert every_row(url) == rows_before  # every case, event, directive, joint case, project, audit row, user
+    assert differences(url) == []
+    stats_after, _, _ = figures(url)
+    assert stats_after == stats_before
+    assert observed(stats_after) == expected(raw_logs(before_url), TOWN, period, now=now)
+    assert stats_after.received == ABOUT["rows"]["case_record"] and stats_after.closed > 0
+    assert audit_chain(url) == (ABOUT["audit_rows_verified"], None)
+
+    assert main(["db", "upgrade", "--database", url]) == 0
+    assert "无需升级" in capsys.readouterr().out
+    assert every_row(url) == rows_before
+
+    db = Database(url)  # the upgraded node goes on: its audit chain grows from where it was
+    try:
+        entry = audit.Entry(at=now, node=TOWN, actor="管理员", action="login", subject="admin")
+        db.transaction(lambda s: audit.record(s, [entry]))
+    finally:
+        db.close()
+    assert audit_chain(url) == (ABOUT["audit_rows_verified"] + 1, None)
