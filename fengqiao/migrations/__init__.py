@@ -68,10 +68,11 @@ class Revision:
     message: str
 
 
-def config(connection: Connection | None = None) -> Config:
-    """Alembic's configuration for the migrations shipped in this package (no alembic.ini)."""
+def config(connection: Connection | None = None, *, location: Path = SCRIPTS) -> Config:
+    """Alembic's configuration for the migrations in ``location`` (those shipped in this package;
+    no alembic.ini)."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(SCRIPTS))
+    cfg.set_main_option("script_location", str(location))
     cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     if connection is not None:
@@ -79,13 +80,13 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(config())
+def scripts(location: Path = SCRIPTS) -> ScriptDirectory:
+    return ScriptDirectory.from_config(config(location=location))
 
 
-def head() -> str:
+def head(location: Path = SCRIPTS) -> str:
     """The newest revision this code knows (the history has one head; a test says so)."""
-    heads = scripts().get_heads()
+    heads = scripts(location).get_heads()
     if len(heads) != 1:
         raise SchemaError(f"迁移历史有 {len(heads)} 个末端（{', '.join(sorted(heads))}），须合并为一条")
     return heads[0]
@@ -130,7 +131,7 @@ def _locked(url: str) -> Iterator[Connection]:
             if conn.dialect.name == "postgresql":
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             yield conn
-    except sqlalchemy.exc.OperationalError as exc:
+    except sqlalchemy.exc.DBAPIError as exc:  # the transaction was rolled back: nothing half done
         raise SchemaError(f"无法升级数据库结构：{exc.orig}") from exc
     finally:
         engine.dispose()
@@ -145,13 +146,14 @@ def _baseline_tables() -> set[str]:
     return set(module.tables().tables)
 
 
-def upgrade(url: str, *, to: str = "head") -> Upgraded:
+def upgrade(url: str, *, to: str = "head", location: Path = SCRIPTS) -> Upgraded:
     """Apply the pending migrations to the database at ``url`` (up to ``to``), under the lock."""
     with _locked(url) as conn:
         before = _revision_of(conn)
-        known = {s.revision for s in scripts().walk_revisions()}
+        known = {s.revision for s in scripts(location).walk_revisions()}
         if before is not None and before not in known:
-            raise SchemaError(f"数据库结构版本 {before} 比本程序新（本程序最高为 {head()}），请先升级本程序")
+            newest = head(location)
+            raise SchemaError(f"数据库结构版本 {before} 比本程序新（本程序最高为 {newest}），请先升级本程序")
         tables = set(sqlalchemy.inspect(conn).get_table_names()) - {"alembic_version"}
         adopted = before is None and bool(tables)
         if adopted:
@@ -161,7 +163,7 @@ def upgrade(url: str, *, to: str = "head") -> Upgraded:
                 raise SchemaError(f"数据库中已有不属于枫桥的表（{strangers}），请确认数据库地址")
             log.info("adopting a database made before migrations (%d of %d tables)", len(tables & ours), len(ours))
         try:
-            command.upgrade(config(conn), to)
+            command.upgrade(config(conn, location=location), to)
         except CommandError as exc:
             raise SchemaError(f"无法升级数据库结构：{exc}") from exc
         after = _revision_of(conn)

@@ -147,6 +147,82 @@ def test_the_history_is_one_line_from_the_baseline() -> None:
     assert history[-1].revision == migrations.head()
 
 
+LATER = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{rev}"
+down_revision = "{down}"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("counter") as batch:
+        batch.add_column(sa.Column("{column}", sa.String(40), nullable=False, server_default="{default}"))
+        batch.alter_column("value", existing_type=sa.Integer(), nullable=True)
+    {then}
+"""
+
+
+def later_migrations(tmp_path: Path, *steps: tuple[str, str]) -> Path:
+    """This package's migrations plus ``steps`` (column, what runs after adding it) as 0002, 0003…"""
+    location = tmp_path / "migrations"
+    shutil.copytree(migrations.SCRIPTS, location, ignore=shutil.ignore_patterns("__pycache__"))
+    down = migrations.head()
+    for column, then in steps:
+        rev = f"{int(down) + 1:04d}"
+        text = LATER.format(rev=rev, down=down, column=column, default=f"{column}-default", then=then)
+        (location / "versions" / f"{rev}_{column}.py").write_text(text)
+        down = rev
+    return location
+
+
+def columns(url: str, table: str) -> list[str]:
+    eng = engine(url)
+    try:
+        return [c["name"] for c in sqlalchemy.inspect(eng).get_columns(table)]
+    finally:
+        eng.dispose()
+
+
+def test_a_later_migration_alters_a_table_in_place_keeping_its_rows(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """What the next engineer's migration does: batch mode on SQLite (a copy of the table), ALTER on PostgreSQL."""
+    url = database_url("later")
+    migrations.upgrade(url)
+    execute(url, "INSERT INTO counter (name, value) VALUES ('receipt:371702', 41)")
+    location = later_migrations(tmp_path, ("note", "pass"))
+
+    done = migrations.upgrade(url, location=location)
+
+    assert (done.before, done.after) == (migrations.head(), migrations.head(location))
+    eng = engine(url)
+    with eng.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT name, value, note FROM counter")).all()
+    eng.dispose()
+    assert rows == [("receipt:371702", 41, "note-default")]
+    assert not migrations.upgrade(url, location=location).changed
+
+
+def test_a_migration_that_fails_leaves_the_database_as_it_was(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The whole upgrade is one transaction: 0002 and the failing 0003 are both undone."""
+    url = database_url("failing")
+    migrations.upgrade(url)
+    execute(url, "INSERT INTO counter (name, value) VALUES ('receipt:371702', 41)")
+    location = later_migrations(
+        tmp_path, ("note", "pass"), ("remark", 'op.execute("UPDATE counter SET no_such_column = 1")')
+    )
+
+    with pytest.raises(migrations.SchemaError, match="无法升级数据库结构"):
+        migrations.upgrade(url, location=location)
+
+    assert migrations.current(url) == migrations.head()
+    assert columns(url, "counter") == ["name", "value"]
+    assert differences(url) == []
+
+
 def test_several_processes_upgrading_one_database_at_once_all_start(database_url: Callable[[str], str]) -> None:
     """The lock: one process makes the schema, the others wait for it and find nothing to do."""
     url = database_url("racing")
