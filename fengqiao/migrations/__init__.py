@@ -184,19 +184,22 @@ def current(url: str) -> str | None:
         engine.dispose()
 
 
-def revision(url: str, message: str) -> Path:
-    """Write a new migration into ``versions/``: what the imported models declare beyond the
-    database at ``url``, which must be at the head (upgrade it first)."""
-    upgrade(url)
-    number = f"{int(head()) + 1:04d}"
+def revision(url: str, message: str, *, location: Path = SCRIPTS) -> Path:
+    """Write the next migration into ``versions/``: what the imported models declare beyond the
+    database at ``url`` (a scratch database: it is upgraded to the head first)."""
+    upgrade(url, location=location)
+    number = f"{int(head(location)) + 1:04d}"
     with _locked(url) as conn:
-        cfg = config(conn)
+        cfg = config(conn, location=location)
         ruff = Path(sys.executable).parent / "ruff"
         if ruff.exists():  # the new file comes out as `make lint` wants it
-            cfg.set_main_option("hooks", "ruff")
-            cfg.set_main_option("ruff.type", "exec")
-            cfg.set_main_option("ruff.executable", str(ruff))
-            cfg.set_main_option("ruff.options", "format REVISION_SCRIPT_FILENAME")
+            for key, value in (
+                ("hooks", "ruff"),
+                ("ruff.type", "exec"),
+                ("ruff.executable", str(ruff)),
+                ("ruff.options", "format REVISION_SCRIPT_FILENAME"),
+            ):
+                cfg.set_section_option("post_write_hooks", key, value)
         script = command.revision(cfg, message=message, autogenerate=True, rev_id=number)
     if script is None or isinstance(script, list):
         raise SchemaError("未能生成迁移脚本")

@@ -223,6 +223,28 @@ def test_a_migration_that_fails_leaves_the_database_as_it_was(
     assert differences(url) == []
 
 
+def test_revision_writes_the_next_migration_from_what_the_models_declare(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The database lacks a table the models declare: the new file creates it, in plain SQLAlchemy types."""
+    import_tables()
+    url = database_url("revision")
+    migrations.upgrade(url)
+    execute(url, "DROP TABLE risk_alert")
+    location = later_migrations(tmp_path)
+
+    path = migrations.revision(url, "risk alerts again", location=location)
+
+    assert path.parent == location / "versions" and path.name == "0002_risk_alerts_again.py"
+    text = path.read_text()
+    assert 'revision = "0002"' in text and 'down_revision: str | None = "0001"' in text
+    assert 'op.create_table(\n        "risk_alert",' in text  # formatted as `make lint` wants it
+    assert 'sa.Column("from_node", sa.String(12), nullable=False)' in text and "sqlmodel" not in text
+    assert "sa.DateTime(timezone=True)" in text
+    assert migrations.upgrade(url, location=location).after == "0002"
+    assert differences(url) == []
+
+
 def test_several_processes_upgrading_one_database_at_once_all_start(database_url: Callable[[str], str]) -> None:
     """The lock: one process makes the schema, the others wait for it and find nothing to do."""
     url = database_url("racing")
