@@ -139,6 +139,14 @@ def test_a_database_newer_than_the_code_is_refused(database_url: Callable[[str],
         migrations.upgrade(url)
 
 
+def test_a_database_that_cannot_be_opened_is_named_in_the_refusal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no-such-folder' / 'node.db'}"
+    with pytest.raises(migrations.SchemaError, match="无法升级数据库结构：unable to open database file"):
+        migrations.upgrade(url)
+    with pytest.raises(migrations.SchemaError, match="无法读取数据库结构版本"):
+        migrations.current(url)
+
+
 def test_the_history_is_one_line_from_the_baseline() -> None:
     history = migrations.history()
     assert history[0].revision == migrations.BASELINE and history[0].down_revision is None
