@@ -71,10 +71,13 @@ class Database:
         import fengqiao.security.audit
         import fengqiao.security.records  # noqa: F401
 
-        if self.is_sqlite:
-            SQLModel.metadata.create_all(self.engine)
-            return
         # Several processes of one node may start at once: one creates, the others wait and see it.
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN EXCLUSIVE")  # waits up to busy_timeout for the others
+                SQLModel.metadata.create_all(conn)
+                conn.commit()
+            return
         with self.engine.begin() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(7170201)"))
             SQLModel.metadata.create_all(conn)
