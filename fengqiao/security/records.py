@@ -31,8 +31,8 @@ class ApiKey(SQLModel, table=True):
 
 
 class UserDepartment(SQLModel, table=True):
-    """The department an operator account belongs to (部门/调解员 accounts only): a table of
-    its own, so that existing databases gain it by ``create_all`` without a migration."""
+    """The department an operator account belongs to (部门/调解员 accounts only); added by
+    migration 0002."""
 
     __tablename__ = "user_department"
 

@@ -119,8 +119,8 @@ def test_a_database_holding_only_some_tables_gets_the_ones_it_lacks(database_url
     done = migrations.upgrade(url)
 
     assert done.adopted
-    assert tables(url) == set(metadata.tables) | {"alembic_version"}
-    assert differences(url) == []
+    assert set(metadata.tables) | {"alembic_version"} <= tables(url)  # every baseline table, and
+    assert differences(url) == []  # exactly what the models declare after the later migrations
 
 
 def test_a_database_of_another_application_is_refused(database_url: Callable[[str], str]) -> None:
@@ -243,13 +243,15 @@ def test_revision_writes_the_next_migration_from_what_the_models_declare(
 
     path = migrations.revision(url, "risk alerts again", location=location)
 
-    assert path.parent == location / "versions" and path.name == "0002_risk_alerts_again.py"
+    head = migrations.head()
+    following = f"{int(head) + 1:04d}"
+    assert path.parent == location / "versions" and path.name == f"{following}_risk_alerts_again.py"
     text = path.read_text()
-    assert 'revision = "0002"' in text and 'down_revision: str | None = "0001"' in text
+    assert f'revision = "{following}"' in text and f'down_revision: str | None = "{head}"' in text
     assert 'op.create_table(\n        "risk_alert",' in text  # formatted as `make lint` wants it
     assert 'sa.Column("from_node", sa.String(12), nullable=False)' in text and "sqlmodel" not in text
     assert "sa.DateTime(timezone=True)" in text
-    assert migrations.upgrade(url, location=location).after == "0002"
+    assert migrations.upgrade(url, location=location).after == following
     assert differences(url) == []
 
 
