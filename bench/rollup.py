@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 
 from bench.harness import BenchSettings, Result, benchmark
+from fengqiao import migrations
 from fengqiao.cases import store as casestore
 from fengqiao.cases.records import CaseRecord
 from fengqiao.clock import CHINA_TZ
@@ -102,7 +103,7 @@ def rollup(settings: BenchSettings) -> Result:
     sources = figure_sources()  # the 四必评 and 三联 counts as a node takes them (imports their tables)
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{Path(tmp) / 'county.db'}")
-        db.create_all()
+        migrations.upgrade(db.url)
         try:
             fill(db, CASES)
             now = dt.datetime(2027, 1, 2, tzinfo=CHINA_TZ)

@@ -1,6 +1,7 @@
 """The database engine: SQLite (WAL) at the edge, PostgreSQL at the county.
 
-Store code is synchronous SQLModel; ``Database.run`` executes it in a worker thread inside one
+The schema is made and upgraded by the migrations (``fengqiao.migrations``), before a node opens
+its ``Database``. Store code is synchronous SQLModel; ``Database.run`` executes it in a worker thread inside one
 transaction so the asyncio servers never block on I/O. SQLite gets a single writer thread.
 """
 
@@ -18,7 +19,7 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from fengqiao.errors import FengqiaoError, Unavailable
 
@@ -37,15 +38,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def engine_url(url: str) -> str:
+    """``url`` as SQLAlchemy takes it: ``postgresql://`` means psycopg 3."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings this project relies on."""
     if url.startswith("sqlite"):
         engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sqlalchemy.create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True)
+    return sqlalchemy.create_engine(engine_url(url), pool_size=8, max_overflow=4, pool_pre_ping=True)
 
 
 class Database:
@@ -63,21 +69,6 @@ class Database:
         self._readers = (
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="fq-db-read") if self.is_sqlite else self._executor
         )
-
-    def create_all(self) -> None:
-        """Create every table the imported models declare (idempotent)."""
-        import fengqiao.cases.records
-        import fengqiao.models
-        import fengqiao.security.audit
-        import fengqiao.security.records  # noqa: F401
-
-        if self.is_sqlite:
-            SQLModel.metadata.create_all(self.engine)
-            return
-        # Several processes of one node may start at once: one creates, the others wait and see it.
-        with self.engine.begin() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(7170201)"))
-            SQLModel.metadata.create_all(conn)
 
     def transaction(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one transaction, committing on success (blocking)."""

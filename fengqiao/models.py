@@ -53,8 +53,7 @@ class OutboxQuarantine(SQLModel, table=True):
 
     The row itself stays in ``outbox`` (never deleted, never published); the later rows of the
     same aggregate (``aggregate``: a case, a directive, a joint case) wait behind it. A table of
-    its own, not a column of ``outbox``: ``create_all`` adds tables to an existing database, not
-    columns.
+    its own (migration 0003), so the outbox's hot rows stay as they were.
     """
 
     __tablename__ = "outbox_quarantine"

@@ -203,8 +203,18 @@ def service_env(topology: Topology, code: str, *, state_dir: Path, config_dir: P
     return HEADER.format(name=topology.name) + "\n".join(lines) + "\n"
 
 
+LEAF_TLS_SECRET = "fengqiao-nats-leaf-tls"  # tls.crt, tls.key and ca.crt (deploy/README.md)
+CHART_CA_FILE = "/etc/nats-ca-cert/ca.crt"  # where the chart mounts ``tlsCA`` (its default dir)
+
+
 def helm_values(topology: Topology) -> dict[str, Any]:
-    """Values for the official NATS chart (nats-io/k8s ``nats`` 1.x) for the county's cluster."""
+    """Values for the official NATS chart (nats-io/k8s ``nats`` 1.x) for the county's cluster.
+
+    As the county's own servers are configured (``server_config``): the leafnode listener checks
+    each town's certificate against the county CA (``tlsCA``) and maps it to its user
+    (``verify_and_map``); each town is a user allowed only leaf connections, with the
+    permissions of its subtree; the county's services are the no-credentials local user; and
+    every JetStream write is fsynced (``sync_interval: always``), not every two minutes."""
     county = topology.county
     return {
         "config": {
@@ -212,17 +222,27 @@ def helm_values(topology: Topology) -> dict[str, Any]:
             "jetstream": {
                 "enabled": True,
                 "fileStore": {"pvc": {"size": f"{max(county.limits.store_bytes >> 30, 1)}Gi"}},
-                "merge": {"domain": domain_of(county.code)},
+                "merge": {"domain": domain_of(county.code), "sync_interval": "always"},
             },
             "leafnodes": {
                 "enabled": True,
                 "port": county.nats.leaf_port,
-                "tls": {"enabled": True, "secretName": "fengqiao-nats-leaf-tls"},
+                "tls": {
+                    "enabled": True,
+                    "secretName": LEAF_TLS_SECRET,
+                    "merge": {"ca_file": CHART_CA_FILE, "verify_and_map": True},
+                },
                 "merge": {"no_advertise": True},
             },
             "monitor": {"enabled": True, "port": county.nats.monitor_port},
-            "merge": {"max_payload": MAX_PAYLOAD},
+            "merge": {
+                "max_payload": MAX_PAYLOAD,
+                "no_auth_user": LOCAL_USER,
+                "authorization": authorization(topology, county.code),
+            },
         },
+        # The county CA that signed every town's certificate, mounted at CHART_CA_FILE.
+        "tlsCA": {"enabled": True, "secretName": LEAF_TLS_SECRET, "key": "ca.crt"},
         # Towns dial the leafnode port from outside the cluster.
         "service": {"ports": {"leafnodes": {"enabled": True}}, "merge": {"spec": {"type": "LoadBalancer"}}},
     }

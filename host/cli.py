@@ -1,5 +1,5 @@
-"""The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), or render a
-county's configs (``fengqiao topology render``)."""
+"""The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
+county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,40 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from fengqiao import migrations
+
+    try:
+        if args.db_command == "upgrade":
+            done = migrations.upgrade(args.database)
+            if done.adopted:
+                print("已接管旧版本（无迁移记录）建立的数据库，基线为 " + migrations.BASELINE)
+            if done.changed:
+                print(f"数据库结构已升级：{done.before or ('旧版本' if done.adopted else '空')} → {done.after}")
+            else:
+                print(f"数据库结构已是最新版本 {done.after}，无需升级")
+        elif args.db_command == "current":
+            revision = migrations.current(args.database)
+            latest = migrations.head()
+            state = "最新" if revision == latest else f"待升级到 {latest}"
+            print(f"数据库结构版本：{revision or '无（空库或旧版本建立）'}（{state}）")
+        elif args.db_command == "history":
+            applied = migrations.current(args.database) if args.database else None
+            for step in migrations.history():
+                mark = "  ← 当前" if step.revision == applied else ""
+                print(f"{step.revision}  {step.message.splitlines()[0] if step.message else ''}{mark}")
+        else:
+            from host.node import import_tables
+
+            import_tables()
+            path = migrations.revision(args.database, args.message)
+            print(f"已生成迁移脚本：{path}（请检查后提交）")
+    except FengqiaoError as exc:
+        print(f"数据库结构操作失败：{exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _pki(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -171,6 +205,21 @@ def parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="walk the hash chain and name the first broken link")
     verify.add_argument("--database", required=True, help="the node's database URL (sqlite:///… or postgresql://…)")
     verify.set_defaults(run=_audit_verify)
+
+    database = sub.add_parser("db", help="the node's database schema: migrations (Alembic)")
+    db_sub = database.add_subparsers(dest="db_command", required=True)
+    url_help = "the node's database URL (sqlite:///… or postgresql://…)"
+    upgrade = db_sub.add_parser("upgrade", help="apply the pending migrations (a node does so itself at start-up)")
+    upgrade.add_argument("--database", required=True, help=url_help)
+    current = db_sub.add_parser("current", help="show the database's schema revision")
+    current.add_argument("--database", required=True, help=url_help)
+    history = db_sub.add_parser("history", help="list the migrations, oldest first")
+    history.add_argument("--database", help=url_help + "; marks its revision")
+    revision = db_sub.add_parser("revision", help="write a new migration: the models' changes beyond the database")
+    revision.add_argument("--database", required=True, help="a scratch database (upgraded to the head first)")
+    revision.add_argument("-m", "--message", required=True, help="what the migration does, in a few words")
+    for command in (upgrade, current, history, revision):
+        command.set_defaults(run=_db)
 
     pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)

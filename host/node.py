@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 import uvicorn
 
-from fengqiao import bus
+from fengqiao import bus, migrations
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import inbox_prefix
@@ -82,9 +82,9 @@ class Node:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         instrument_sqlalchemy()
-        db = Database(settings.resolved_database_url())
-        _service_factories()  # imports every service's tables before create_all
-        await asyncio.to_thread(db.create_all)
+        url = settings.resolved_database_url()
+        await asyncio.to_thread(migrations.upgrade, url)  # under a lock: the node's other processes wait
+        db = Database(url)
         if settings.admin_password is not None:
             password = settings.admin_password.get_secret_value()
             await db.run(
@@ -194,6 +194,17 @@ def _service_factories() -> dict[str, Callable[[NodeContext], ServiceParts]]:
     from services.routing.server import create as routing
 
     return {"intake": intake, "routing": routing, "assessment": assessment, "federation": federation}
+
+
+def import_tables() -> None:
+    """Import every SQLModel table of the shared library and the services, so
+    ``SQLModel.metadata`` holds the whole schema the migrations must make (see fengqiao/migrations)."""
+    import fengqiao.cases.records
+    import fengqiao.models
+    import fengqiao.security.audit
+    import fengqiao.security.records  # noqa: F401
+
+    _service_factories()
 
 
 def figure_sources() -> tuple[FigureSource, ...]:

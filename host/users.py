@@ -1,6 +1,7 @@
 """``fengqiao user``: operator accounts and Open311 API keys, written into a node's database.
 
     fengqiao user add --code 371702101 --username zhangsan --role duty_officer
+    fengqiao user add --code 371702101 --username lisi --role mediator --department 司法所
     fengqiao user key --code 371702 --label 12345平台
 
 The password is asked for at the terminal (or read from standard input with ``--password-stdin``);
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fengqiao import migrations
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
 from fengqiao.security import auth
@@ -59,11 +61,11 @@ def _add(args: argparse.Namespace) -> int:
     db = Database(AccountSettings().url_for(args.code))
     try:
         auth.check_new_password(password)
-        db.create_all()
+        migrations.upgrade(db.url)
         db.transaction(
             lambda s: auth.ensure_user(
                 s, username=args.username, password=password, role=args.role, node_code=scope,
-                display_name=args.display_name,
+                display_name=args.display_name, department=args.department,
             )
         )  # fmt: skip
     except FengqiaoError as exc:
@@ -71,7 +73,8 @@ def _add(args: argparse.Namespace) -> int:
         return 1
     finally:
         db.close()
-    print(f"已保存账号 {args.username}（{LABELS[Role(args.role)]}，{scope} 及其下级），节点 {args.code}")
+    where = f"{args.department}，" if args.department else ""
+    print(f"已保存账号 {args.username}（{LABELS[Role(args.role)]}，{where}{scope} 及其下级），节点 {args.code}")
     return 0
 
 
@@ -79,7 +82,7 @@ def _key(args: argparse.Namespace) -> int:
     key = secrets.token_hex(20)
     db = Database(AccountSettings().url_for(args.code))
     try:
-        db.create_all()
+        migrations.upgrade(db.url)
         now = dt.datetime.now(dt.UTC)
         db.transaction(lambda s: auth.ensure_api_key(s, key=key, label=args.label, node_code=args.code, now=now))
     finally:
@@ -98,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add.add_argument("--role", required=True, choices=[r.value for r in Role], help="、".join(LABELS.values()))
     add.add_argument("--scope", help="the account's center (default: the node); it sees that center and below")
     add.add_argument("--display-name", dest="display_name", default="")
+    add.add_argument("--department", default="", help="the department of a mediator account (required for mediators)")
     add.add_argument("--password-stdin", dest="password_stdin", action="store_true")
     add.set_defaults(run=_add)
     key = commands.add_parser("key", help="issue an Open311 api_key accepted at the node and below")

@@ -2,68 +2,138 @@
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import datetime as dt
 import hashlib
-import hmac
-import secrets
-from dataclasses import dataclass
 
 import jwt
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from fengqiao.errors import InvalidArgument, Unauthenticated
-from fengqiao.security.records import ApiKey, User
-from fengqiao.security.roles import LABELS, role_of
+from fengqiao.security import passwords
+from fengqiao.security.records import ApiKey, User, UserDepartment
+from fengqiao.security.roles import LABELS, Role, role_of
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
-def hash_password(password: str) -> str:
-    """scrypt hash with a random salt, as ``scrypt$salt$hash``."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+WRONG_LOGIN = "用户名或密码错误"
 
 
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, salt_b64, digest_b64 = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT)
-    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Principal:
-    """Who is calling: an operator with a role at a node."""
+    """Who is calling: an operator with a role at a node (and, for 部门/调解员, a department)."""
 
     username: str
     role: str
     node_code: str
+    department: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """An operator account as stored: the user row and its department."""
+
+    username: str
+    role: str
+    node_code: str
+    display_name: str
+    department: str
+    password_hash: str = dataclasses.field(repr=False)
+
+    @property
+    def principal(self) -> Principal:
+        """Who this account is once logged in."""
+        return Principal(self.username, self.role, self.node_code, self.department)
+
+
+def load_account(session: Session, username: str) -> Account | None:
+    """The account named ``username``, if any."""
+    user = session.get(User, username)
+    if user is None:
+        return None
+    row = session.get(UserDepartment, username)
+    return Account(
+        user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash
+    )
+
+
+def check_login(account: Account | None, password: str) -> tuple[Principal, str | None]:
+    """The principal when ``password`` is the account's, and a new hash to store when the stored
+    one is of an older scheme (CPU-bound: call it off the event loop and off the database's
+    writer thread)."""
+    if account is None:
+        passwords.spend_like_a_check(password)
+        raise Unauthenticated(WRONG_LOGIN)
+    ok, rehashed = passwords.verify_password(password, account.password_hash)
+    if not ok:
+        raise Unauthenticated(WRONG_LOGIN)
+    return account.principal, rehashed
+
+
+def store_rehash(session: Session, *, username: str, old: str, new: str) -> None:
+    """Replace the account's password hash with ``new`` unless it changed since ``old`` was read."""
+    user = session.get(User, username)
+    if user is not None and user.password_hash == old:
+        user.password_hash = new
+        session.add(user)
+
+
+def authenticate(session: Session, *, username: str, password: str) -> Principal:
+    """Check a login in one transaction, rehashing an old-scheme password (command-line use)."""
+    account = load_account(session, username)
+    who, rehashed = check_login(account, password)
+    if account is not None and rehashed is not None:
+        store_rehash(session, username=username, old=account.password_hash, new=rehashed)
+    return who
 
 
 def ensure_user(
-    session: Session, *, username: str, password: str, role: str, node_code: str, display_name: str = ""
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    node_code: str,
+    display_name: str = "",
+    department: str = "",
 ) -> None:
-    """Create the account, or reset its password, role and node if it exists."""
+    """Create the account, or reset its password, role, node and department if it exists.
+
+    A 部门/调解员 account belongs to exactly one department; no other role has one."""
     if role_of(role) is None:
         raise InvalidArgument(
             "role", f"未知的角色“{role}”，可选：{'、'.join(f'{r.value}（{n}）' for r, n in LABELS.items())}"
         )
     if not username or len(username) > 64:
         raise InvalidArgument("username", "用户名须为 1–64 个字符")
+    department = check_department(role, department)
     user = session.get(User, username)
     if user is None:
         user = User(username=username, password_hash="", role=role, node_code=node_code)
-    if not verify_password(password, user.password_hash):
-        user.password_hash = hash_password(password)
+    ok, rehashed = passwords.verify_password(password, user.password_hash)
+    if not ok or rehashed is not None:
+        user.password_hash = passwords.hash_password(password)
     user.role, user.node_code = role, node_code
     user.display_name = display_name or user.display_name
     session.add(user)
+    row = session.get(UserDepartment, username)
+    if department and row is None:
+        session.add(UserDepartment(username=username, department=department))
+    elif department and row is not None:
+        row.department = department
+        session.add(row)
+    elif row is not None:
+        session.delete(row)
+
+
+def check_department(role: str, department: str) -> str:
+    """The account's department, trimmed: required for 部门/调解员, refused for other roles."""
+    department = department.strip()
+    if role == Role.MEDIATOR and not department:
+        raise InvalidArgument("department", "部门/调解员账号须指定所属部门（如 司法所、派出所）")
+    if role != Role.MEDIATOR and department:
+        raise InvalidArgument("department", f"只有部门/调解员账号属于部门，{LABELS[Role(role)]}账号不设部门")
+    if len(department) > 40:
+        raise InvalidArgument("department", "部门名称不超过 40 个字符")
+    return department
 
 
 def check_new_password(password: str) -> None:
@@ -72,17 +142,14 @@ def check_new_password(password: str) -> None:
         raise InvalidArgument("password", "密码至少 10 位，且不能全是数字或全是字母")
 
 
-def list_users(session: Session, *, within: str) -> list[User]:
+def list_users(session: Session, *, within: str) -> list[Account]:
     """The accounts of this node whose scope lies within ``within``, by username."""
-    users = session.exec(select(User).order_by(User.username)).all()
-    return [u for u in users if u.node_code.startswith(within)]
-
-
-def authenticate(session: Session, *, username: str, password: str) -> Principal:
-    user = session.get(User, username)
-    if user is None or not verify_password(password, user.password_hash):
-        raise Unauthenticated("用户名或密码错误")
-    return Principal(username=user.username, role=user.role, node_code=user.node_code)
+    users = session.exec(select(User).where(col(User.node_code).startswith(within)).order_by(User.username)).all()
+    departments = {row.username: row.department for row in session.exec(select(UserDepartment)).all()}
+    return [
+        Account(u.username, u.role, u.node_code, u.display_name, departments.get(u.username, ""), u.password_hash)
+        for u in users
+    ]
 
 
 def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt.datetime) -> str:
@@ -90,6 +157,7 @@ def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt
         "sub": principal.username,
         "role": principal.role,
         "node": principal.node_code,
+        **({"dept": principal.department} if principal.department else {}),
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
@@ -106,7 +174,9 @@ def read_token(token: str, *, secret: str, now: dt.datetime) -> Principal:
         raise Unauthenticated("令牌无效") from exc
     if not isinstance(claims["exp"], int | float) or claims["exp"] <= now.timestamp():
         raise Unauthenticated("登录已过期，请重新登录")
-    return Principal(username=claims["sub"], role=claims["role"], node_code=claims["node"])
+    return Principal(
+        username=claims["sub"], role=claims["role"], node_code=claims["node"], department=str(claims.get("dept", ""))
+    )
 
 
 def _key_digest(key: str) -> str:

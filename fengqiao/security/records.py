@@ -28,3 +28,13 @@ class ApiKey(SQLModel, table=True):
     label: str = Field(max_length=100)
     node_code: str = Field(max_length=12)  # requests may be made at this node and below
     created_at: dt.datetime
+
+
+class UserDepartment(SQLModel, table=True):
+    """The department an operator account belongs to (部门/调解员 accounts only); added by
+    migration 0002."""
+
+    __tablename__ = "user_department"
+
+    username: str = Field(primary_key=True, max_length=64)
+    department: str = Field(max_length=40)

@@ -25,6 +25,7 @@ class Me(BaseModel):
     role: str = Field(description="角色代码")
     role_label: str = Field(description="角色名称")
     node_code: str = Field(description="账号所属中心（可访问该中心及其下级）")
+    department: str = Field("", description="所属部门（部门/调解员：只见本部门承办的案件）")
     here: str = Field(description="本节点行政区划代码")
     here_name: str = Field(description="本节点名称")
     permissions: list[str] = Field(description="本角色的权限")
@@ -39,6 +40,7 @@ class UserIn(BaseModel):
                            "county_admin 县级管理员、province_readonly 省级只读")  # fmt: skip
     node_code: str = Field(description="所属中心的行政区划代码（本节点或其下级）")
     display_name: str = Field("", max_length=100, description="姓名")
+    department: str = Field("", max_length=40, description="所属部门（部门/调解员必填，如 司法所；其他角色不填）")
 
 
 class UserOut(BaseModel):
@@ -47,6 +49,7 @@ class UserOut(BaseModel):
     role_label: str
     node_code: str
     display_name: str
+    department: str = ""
 
 
 @router.get("/auth/me", response_model=Me, summary="当前登录账号：角色、所属中心与权限")
@@ -57,6 +60,7 @@ async def me(who: Caller, ctx: Context) -> Me:
         role=who.role,
         role_label=role.label if role else who.role,
         node_code=who.node_code,
+        department=who.department,
         here=ctx.spec.code,
         here_name=ctx.spec.name,
         permissions=sorted(GRANTS[role]) if role else [],
@@ -73,7 +77,7 @@ async def roles(who: Caller) -> dict[str, Any]:
     }
 
 
-def _out(user: User) -> UserOut:
+def _out(user: auth.Account) -> UserOut:
     role = role_of(user.role)
     return UserOut(
         username=user.username,
@@ -81,6 +85,7 @@ def _out(user: User) -> UserOut:
         role_label=role.label if role else user.role,
         node_code=user.node_code,
         display_name=user.display_name,
+        department=user.department,
     )
 
 
@@ -108,6 +113,7 @@ async def add_user(body: UserIn, who: ManagesUsers, ctx: Context) -> UserOut:
             role=body.role,
             node_code=body.node_code,
             display_name=body.display_name,
+            department=body.department,
         )
         return UserOut(
             username=body.username,
@@ -115,6 +121,7 @@ async def add_user(body: UserIn, who: ManagesUsers, ctx: Context) -> UserOut:
             role_label=LABELS[Role(body.role)],
             node_code=body.node_code,
             display_name=body.display_name,
+            department=body.department.strip(),
         )
 
     result: UserOut = await ctx.db.run(save)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import pytest
 from sqlmodel import Session, col, select
 
-from fengqiao import eventlog, outbox
+from fengqiao import eventlog, migrations, outbox
 from fengqiao.db import Database
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.models import OutboxRecord
@@ -46,7 +46,7 @@ class Tally:
 @pytest.fixture
 def db(database_url: Callable[[str], str]) -> Iterator[Database]:
     database = Database(database_url("eventlog"))
-    database.create_all()
+    migrations.upgrade(database.url)
     yield database
     database.close()
 

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from sqlmodel import select
 
 from devtools.natsserver import NatsServer
-from fengqiao import bus, inbox, outbox, quarantine
+from fengqiao import bus, inbox, migrations, outbox, quarantine
 from fengqiao.cases import store as casestore
 from fengqiao.cases.records import Counter
 from fengqiao.clock import FakeClock
@@ -43,7 +43,7 @@ async def js(nats_server: NatsServer) -> AsyncIterator[tuple[NATS, JetStreamCont
 @pytest.fixture
 def db(database_url: Callable[[str], str]) -> AsyncIterator[Database]:
     database = Database(database_url("node"))
-    database.create_all()
+    migrations.upgrade(database.url)
     yield database
     database.close()
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from devtools.natsserver import NatsServer
-from fengqiao import bus, gauges, limits, outbox, quarantine
+from fengqiao import bus, gauges, limits, migrations, outbox, quarantine
 from fengqiao.clock import FakeClock
 from fengqiao.db import Database
 from fengqiao.divisions import events_stream, own_case_subjects
@@ -26,7 +26,7 @@ SUBJECT = f"{own_case_subjects(VILLAGE)[:-1]}received"
 @pytest.fixture
 def db(database_url: Callable[[str], str]) -> AsyncIterator[Database]:
     database = Database(database_url("node"))
-    database.create_all()
+    migrations.upgrade(database.url)
     yield database
     database.close()
 

@@ -108,9 +108,10 @@ async def tokens(village: LocalCounty) -> AsyncIterator[tuple[httpx.AsyncClient,
     users = [(r.value, r.value, VILLAGE) for r in Role if r is not Role.PROVINCE_READONLY]
     users += [("province_readonly", "province_readonly", "37"), ("sibling", "county_admin", SIBLING)]
     for username, role, code in users:
+        department = "司法所" if role == Role.MEDIATOR else ""
         await node.ctx.db.run(
-            lambda s, u=username, r=role, c=code: auth.ensure_user(
-                s, username=u, password=PASSWORD, role=r, node_code=c
+            lambda s, u=username, r=role, c=code, d=department: auth.ensure_user(
+                s, username=u, password=PASSWORD, role=r, node_code=c, department=d
             )
         )
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.http_port}") as client:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from fengqiao import migrations
 from fengqiao.cases import store as casestore
 from fengqiao.cases.held import HeldCases
 from fengqiao.clock import FakeClock
@@ -37,7 +38,7 @@ class Step:
 @pytest.fixture
 def db(database_url: Callable[[str], str]) -> Iterator[Database]:
     database = Database(database_url("held"))
-    database.create_all()
+    migrations.upgrade(database.url)
     yield database
     database.close()
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
+from fengqiao import migrations
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.security import audit
@@ -36,7 +37,7 @@ def chained(database_url: Callable[[str], str]) -> str:
     url = database_url("audit")
     db = Database(url)
     try:
-        db.create_all()
+        migrations.upgrade(db.url)
         written = entries(20)
         for part in (written[:5], written[5:6], written[6:]):
             db.transaction(lambda s, part=part: audit.record(s, part))

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fengqiao import migrations
 from fengqiao.db import Database
 from fengqiao.divisions import event_subject
 from fengqiao.grpcutil import channel
@@ -54,7 +55,7 @@ ASSESSED = event(
 @pytest.fixture
 def county_db(database_url: Callable[[str], str]) -> Iterator[Database]:
     db = Database(database_url("county"))
-    db.create_all()
+    migrations.upgrade(db.url)
     try:
         yield db
     finally:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devtools.natsserver import NatsServer
+from fengqiao import migrations
 from fengqiao.clock import FakeClock
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
@@ -21,8 +22,8 @@ VILLAGE, COUNTY = "371702101001", "371702"
 
 def test_every_figure_a_source_gives_is_a_field_of_node_stats(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'figures.db'}")
-    sources = figure_sources()  # imports the sources' tables before create_all
-    db.create_all()
+    sources = figure_sources()
+    migrations.upgrade(db.url)
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     try:
         given = db.transaction(

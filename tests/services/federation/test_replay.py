@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from bench.recompute import expected, observed
+from fengqiao import migrations
 from fengqiao.cases import store as casestore
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
@@ -30,7 +31,7 @@ WEEK = dt.timedelta(days=7)
 @pytest.fixture
 def db(database_url: Callable[[str], str]) -> Iterator[Database]:
     database = Database(database_url("replay"))
-    database.create_all()
+    migrations.upgrade(database.url)
     try:
         yield database
     finally:
@@ -92,7 +93,7 @@ def test_replay_order_does_not_change_any_figure(db: Database, database_url: Cal
     deliver(db, events, now=now)
     in_order = stats(db, now=now)
     other = Database(database_url("reversed"))
-    other.create_all()
+    migrations.upgrade(other.url)
     try:
         deliver(other, list(reversed(events)) + events[:40], now=now)
         assert stats(other, now=now) == in_order
@@ -120,7 +121,7 @@ def test_batches_store_exactly_what_one_event_at_a_time_stores(
     now = START + dt.timedelta(days=29)
     deliver(db, stream, now=now)
     batched = Database(database_url("batched"))
-    batched.create_all()
+    migrations.upgrade(batched.url)
     try:
         offset = 0
         while offset < len(stream):
