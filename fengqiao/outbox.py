@@ -101,10 +101,12 @@ def pending_count(session: Session) -> int:
     return int(session.exec(select(func.count()).select_from(OutboxRecord)).one())
 
 
-def mark_published(session: Session, *, ids: Collection[int]) -> None:
-    """Forget rows JetStream has acknowledged."""
+def mark_published(session: Session, *, message_ids: Collection[str]) -> None:
+    """Forget rows JetStream has acknowledged, by their message ids: not by row id, which SQLite
+    gives again to a new row once the highest row is deleted — with two relays on one outbox (two
+    processes of a node), a late mark by row id would delete a new row that was never sent."""
     table = OutboxRecord.__table__  # type: ignore[attr-defined]
-    session.connection().execute(delete(table).where(table.c.id.in_(list(ids))))
+    session.connection().execute(delete(table).where(table.c.message_id.in_(list(message_ids))))
 
 
 class OutboxRelay:
@@ -144,7 +146,7 @@ class OutboxRelay:
         self._after_publish = after_publish  # a test hook: runs between ack and mark
         self._on_published = on_published  # counts acknowledged messages (the node's metrics)
         self._wake = asyncio.Event()
-        self._unmarked: set[int] = set()  # acknowledged, not yet deleted
+        self._unmarked: dict[int, str] = {}  # acknowledged, not yet deleted: row id -> message id
         self._marked_at = 0.0
         self._attempts: dict[int, int] = {}  # failed rows: how often they failed by themselves
         self._retry_at: dict[int, float] = {}  # failed rows: not again before (loop time)
@@ -185,12 +187,12 @@ class OutboxRelay:
             kept = await self._db.read(quarantine.quarantined)
             self._quarantined = {q.outbox_id for q in kept}
             self._held = {q.aggregate: q.outbox_id for q in kept if q.aggregate}
-        skip = frozenset(self._unmarked | self._quarantined | self._waiting)
+        skip = frozenset(self._unmarked.keys() | self._quarantined | self._waiting)
         rows = await self._db.read(lambda s: pending(s, limit=self._batch, skip=skip))
         if not rows:
             return 0
         waves = self._waves(rows)
-        sent: list[int] = []
+        sent: list[Pending] = []
         stopped: set[str] = set()  # aggregates that sent their last row of this batch
         for wave in waves:
             wave = [(key, row) for key, row in wave if key not in stopped]
@@ -200,7 +202,7 @@ class OutboxRelay:
             hold = False
             for (key, row), result in zip(wave, results, strict=True):
                 if result is None:
-                    sent.append(row.id)
+                    sent.append(row)
                     self._attempts.pop(row.id, None)
                     self._retry_at.pop(row.id, None)
                     continue
@@ -215,9 +217,9 @@ class OutboxRelay:
                     await self._failed(row, key, result)
             if hold:  # the broker's state, not a row's: stop here and keep the order
                 break
-        self._unmarked.update(sent)
+        self._unmarked.update((row.id, row.message_id) for row in sent)
         if self._after_publish is not None and sent:
-            await self._after_publish(sent)
+            await self._after_publish([row.id for row in sent])
         if mark:
             await self.mark()
         self.published += len(sent)
@@ -287,10 +289,11 @@ class OutboxRelay:
 
     async def mark(self) -> None:
         """Delete every row acknowledged so far."""
-        done = frozenset(self._unmarked)
+        done = dict(self._unmarked)
         if done:
-            await self._db.run(lambda s: mark_published(s, ids=done))
-            self._unmarked -= done
+            await self._db.run(lambda s: mark_published(s, message_ids=done.values()))
+            for row_id in done:
+                self._unmarked.pop(row_id, None)
         self._marked_at = asyncio.get_running_loop().time()
 
     async def _publish(self, row: Pending) -> None:

@@ -203,3 +203,29 @@ def test_fake_clock_only_moves_when_told() -> None:
     start = clock.now()
     clock.advance(dt.timedelta(hours=2))
     assert clock.now() - start == dt.timedelta(hours=2)
+
+
+async def test_a_late_mark_by_a_second_relay_never_deletes_a_new_row_that_took_the_same_id(
+    db: Database, js: tuple[NATS, JetStreamContext]
+) -> None:
+    """Two processes of one node relay one outbox. Relay A sends the newest row and marks later
+    (marks are batched); relay B sends and deletes it first; SQLite then gives its id to the next
+    row. A's late mark must not delete that new, unsent row: the message would be lost."""
+    _nc, jets = js
+    clock = FakeClock()
+    a = outbox.OutboxRelay(db=db, js=jets)
+    b = outbox.OutboxRelay(db=db, js=jets)
+    await write_cases(db, clock, 1)
+    assert await a.relay_once(mark=False) == 1  # sent, not yet marked
+    assert await b.relay_once() == 1  # sent again (a duplicate the stream absorbs) and deleted
+    await write_cases(db, clock, 1)
+    rows = await db.read(lambda s: outbox.pending(s, limit=10))
+    assert len(rows) == 1  # the second event's row (on SQLite it has the first row's id again)
+
+    await a.mark()  # A's late mark of the first row
+
+    left = await db.read(lambda s: outbox.pending(s, limit=10))
+    assert [r.message_id for r in left] == [r.message_id for r in rows], "the unsent row was deleted"
+    assert await a.relay_once() == 1
+    info = await jets.stream_info(STREAM)
+    assert info.state.messages == 2  # both events are in the stream, once each
