@@ -30,10 +30,11 @@ Job = tuple[Callable[[Session], Any], contextvars.Context, "asyncio.Future[Any]"
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # The wait first: switching to WAL needs a lock another process may hold (several start at once).
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed case survives power loss too (the edge runs on small boxes).
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -108,9 +108,10 @@ def _sqlite_engine(url: str) -> Engine:
     def connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver begins nothing itself: "begin" below does
         cursor = dbapi_connection.cursor()
+        # The wait first: switching to WAL needs the lock another process's upgrade may hold.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_WAIT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_WAIT_MS}")
         cursor.execute("PRAGMA foreign_keys=OFF")  # batch mode copies tables
         cursor.close()
 
