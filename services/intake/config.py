@@ -1,7 +1,8 @@
 """Settings of the intake service (prefix ``FQ_INTAKE_``).
 
 The categories and channels it accepts are the node's (``FQ_CATEGORIES``, ``FQ_CHANNELS`` in
-``fengqiao/settings.py``), for the whole node must agree on them.
+``fengqiao/settings.py``), for the whole node must agree on them; so are the lengths of text
+fields (``FQ_LIMIT_*`` in ``fengqiao/limits.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ class IntakeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FQ_INTAKE_", extra="ignore")
 
-    description_max_chars: int = 2000
     max_parties: int = 20
-    text_max_chars: int = 200
     page_size_default: int = 50
     page_size_max: int = 500
 
