@@ -52,14 +52,19 @@ browser: ## install Debian's chromium and CJK fonts for the browser tests, when 
 	@command -v chromium >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q . || \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
-# ECharts is pinned in package.json/package-lock.json and its built file committed under
-# gateway/console/vendor/, so a fresh machine needs no npm; this re-fetches it.
+# ECharts, Swagger UI and ReDoc are pinned in package.json/package-lock.json and their built files
+# committed under gateway/console/vendor/, so a fresh machine needs no npm; this re-fetches them.
 .PHONY: console-assets
-console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendor/ folder
+console-assets: ## re-fetch the pinned ECharts, Swagger UI and ReDoc (npm ci) into the console's vendor/ folder
 	npm ci --no-audit --no-fund --ignore-scripts
 	mkdir -p gateway/console/vendor
 	cp node_modules/echarts/dist/echarts.min.js gateway/console/vendor/echarts.min.js
 	cp node_modules/echarts/LICENSE gateway/console/vendor/echarts.LICENSE
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	    gateway/console/vendor/
+	cp node_modules/swagger-ui-dist/LICENSE gateway/console/vendor/swagger-ui.LICENSE
+	cp node_modules/redoc/bundles/redoc.standalone.js gateway/console/vendor/redoc.standalone.js
+	cp node_modules/redoc/LICENSE gateway/console/vendor/redoc.LICENSE
 
 # promtool checks the alert rules; it comes with Debian's prometheus package (the server is
 # installed but not started).
