@@ -65,6 +65,8 @@ def _demo(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         state_dir=args.state_dir,
         fresh=args.fresh,
+        robot=args.robot,
+        auto_accept=args.auto_accept,
         log_format=log_format,
     )
 
@@ -182,7 +184,13 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start a whole sample county on this machine")
     demo.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
     demo.add_argument("--port", type=int, default=8700, help="the county's HTTP port (others follow it)")
-    demo.add_argument("--rate", type=float, default=2.0, help="simulated cases per second, county-wide")
+    demo.add_argument("--rate", type=float, default=2.0, help="simulated cases per second, county-wide (0: none)")
+    demo.add_argument(
+        "--no-robot", dest="robot", action="store_false", help="leave the simulator's cases to the operators too"
+    )
+    demo.add_argument(
+        "--auto-accept", dest="auto_accept", action="store_true", help="towns accept escalations without an operator"
+    )
     demo.add_argument("--state-dir", dest="state_dir", type=Path, default=Path(".fengqiao/demo"))
     demo.add_argument("--fresh", action="store_true", help="forget the previous run's cases")
     demo.set_defaults(run=_demo)
