@@ -83,6 +83,31 @@ def county_figures(base: int, token: str) -> tuple[int, int]:
     return int(reply.json()["received"]), int(reply.json()["closed"])
 
 
+def log_in_as(port: int, username: str) -> httpx.Response:
+    """Log in at a center of the demo; the demo creates its operators once every center answers,
+    so the first tries may come before."""
+    deadline = time.monotonic() + 30
+    while True:
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token", data={"username": username, "password": PASSWORD}, timeout=5
+        )
+        if reply.status_code == 200 or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.5)
+
+
+def read_until(demo: subprocess.Popen[str], words: str, timeout_s: float = 60) -> str:
+    """What the demo printed up to and including the first line with ``words``."""
+    assert demo.stdout is not None
+    deadline, seen = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        seen.append(line)
+        if words in line or not line:
+            break
+    return "".join(seen)
+
+
 def stop(demo: subprocess.Popen[str]) -> str:
     demo.send_signal(signal.SIGINT)
     out, _ = demo.communicate(timeout=60)
@@ -109,22 +134,11 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
             timeout=5,
         )
         assert village.status_code == 200
-        # The demo's operators log in at their own centers, each with its role (the demo creates
-        # them once every center answers, so the first tries may come before).
+        # The demo's operators log in at their own centers, each with its role.
         moved = shifted(load_topology(TOPOLOGY), base)
         for account in DEMO_ACCOUNTS:
             port = account.node(moved).http_port
-            deadline = time.monotonic() + 30
-            while True:
-                mine = httpx.post(
-                    f"http://127.0.0.1:{port}/api/v1/auth/token",
-                    data={"username": account.username, "password": PASSWORD},
-                    timeout=5,
-                )
-                if mine.status_code == 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            assert mine.status_code == 200, (account, mine.text)
+            mine = log_in_as(port, account.username)
             me = httpx.get(
                 f"http://127.0.0.1:{port}/api/v1/auth/me",
                 headers={"Authorization": f"Bearer {mine.json()['access_token']}"},
@@ -153,9 +167,9 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
     again = start_demo(base, tmp_path / "state", rate=0)
     try:
         wait_healthy(base, again)
-        time.sleep(2)
+        started = read_until(again, "模拟器")
     finally:
-        out = stop(again)
+        out = started + stop(again)
     assert again.returncode == 0, out
     assert "模拟器：未启动" in out and "Traceback" not in out, out
 
