@@ -71,6 +71,32 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+CALENDAR_HEADER = """\
+# 县级工作日历：法定节假日与调休上班日（按工作日计算的办理时限、预警和督办以此为准）。
+#
+# 由 `fengqiao calendar generate --years …` 按国务院办公厅公布的放假安排（chinesecalendar 包）生成，
+# 可由县级编辑；修改后各节点自动重新读取，文件有误时沿用上一版并记录原因。
+#   holidays  放假的工作日（周一至周五）及节日名称
+#   workdays  调休上班的周末及说明
+# 某年写作 null 表示当年安排尚未公布：暂按周一至周五计算，公布后请重新生成或手工补入。
+"""
+
+
+def _calendar(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fengqiao import workdays
+
+    data = workdays.generate(args.years)
+    text = CALENDAR_HEADER + yaml.safe_dump(data, allow_unicode=True, sort_keys=True)
+    workdays.parse(yaml.safe_load(text))  # what is written reads back
+    args.out.write_text(text, encoding="utf-8")
+    missing = [year for year, days in data["years"].items() if days is None]
+    print(f"已写入 {args.out}：{'、'.join(str(y) for y in sorted(data['years']))} 年", end="")
+    print(f"；{'、'.join(map(str, missing))} 年的放假安排尚未公布，暂按周一至周五计算" if missing else "")
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
@@ -228,6 +254,13 @@ def parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True, help="what the migration does, in a few words")
     for command in (upgrade, current, history, revision):
         command.set_defaults(run=_db)
+
+    calendar = sub.add_parser("calendar", help="the county's working-day calendar (法定节假日与调休)")
+    calendar_sub = calendar.add_subparsers(dest="calendar_command", required=True)
+    generating = calendar_sub.add_parser("generate", help="write the published arrangements of some years as YAML")
+    generating.add_argument("--years", type=int, nargs="+", required=True, help="e.g. 2026 2027")
+    generating.add_argument("--out", type=Path, required=True, help="the calendar file to write")
+    generating.set_defaults(run=_calendar)
 
     pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
