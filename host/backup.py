@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -40,12 +41,14 @@ from fengqiao import snapshot
 from fengqiao.divisions import tier_of
 from fengqiao.errors import FengqiaoError
 from fengqiao.snapshot import SnapshotError as BackupError
+from services.intake.attachments import AttachmentStore, folder
 
 FORMAT = "fengqiao-backup/1"
 MANIFEST = "manifest.json"
 SQLITE_MEMBER = "database.sqlite"
 PG_MEMBER = "database.pgdump"
 ATTACHMENTS = "attachments"
+ATTACHMENT_MEMBER = re.compile(r"^attachments/[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})$")
 NOT_INCLUDED = (
     "密钥：FQ_TOKEN_SECRET、FQ_PERSONAL_DATA_KEY（没有它，当事人个人信息无法解封）、"
     "省级报送签名密钥 <节点>-feed-ed25519.pem、TLS 证书与私钥（FQ_TLS_DIR）、NATS 凭据——须另行保管",
@@ -77,7 +80,7 @@ class Target:
 
     @property
     def attachments(self) -> Path:
-        return self.data_dir / "attachments" / self.code
+        return folder(self.data_dir, self.code)
 
     @property
     def is_sqlite(self) -> bool:
@@ -103,7 +106,7 @@ def _sha256(path: Path) -> str:
 
 
 def _attachment_member(sha256: str) -> str:
-    return f"{ATTACHMENTS}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    return f"{ATTACHMENTS}/{sha256[:2]}/{sha256[2:4]}/{sha256}"  # as ATTACHMENT_MEMBER reads it
 
 
 def backup(target: Target, out: Path, *, pg_bin_dir: Path | None = None, now: dt.datetime | None = None) -> dict:
@@ -121,7 +124,7 @@ def backup(target: Target, out: Path, *, pg_bin_dir: Path | None = None, now: dt
             inventory, extra["pg_dump_version"] = snapshot.dump_postgres(target.url, db_file, pg_bin_dir=pg_bin_dir)
         files: dict[str, Path] = {member: db_file}
         for sha256 in inventory.attachments:
-            path = target.attachments / sha256[:2] / sha256[2:4] / sha256
+            path = AttachmentStore(target.attachments).path(sha256)
             if not path.exists():
                 raise BackupError(f"附件 {sha256} 在数据库中有记录，但文件 {path} 不存在")
             files[_attachment_member(sha256)] = path
@@ -159,6 +162,9 @@ def checked_manifest(archive: Path, tar: tarfile.TarFile) -> dict:
     listed = set(manifest["members"])
     if present != listed:
         raise BackupError(f"备份文件不完整或被改动：成员与清单不符（{', '.join(sorted(present ^ listed)[:3])}）")
+    strangers = [n for n in listed - {SQLITE_MEMBER, PG_MEMBER} if not _attachment_sha(n, manifest)]
+    if strangers:
+        raise BackupError(f"备份文件含有不认识的成员：{', '.join(sorted(strangers)[:3])}")
     for name, expected in manifest["members"].items():
         digest = hashlib.sha256()
         handle = _member(tar, name)
@@ -167,6 +173,14 @@ def checked_manifest(archive: Path, tar: tarfile.TarFile) -> dict:
         if digest.hexdigest() != expected["sha256"]:
             raise BackupError(f"备份文件已损坏：{name} 的 sha256 与清单不符")
     return manifest
+
+
+def _attachment_sha(name: str, manifest: dict) -> str | None:
+    """The sha256 an attachment member is named by, if it is one and its content is that hash."""
+    found = ATTACHMENT_MEMBER.match(name)
+    if found is None or manifest["members"][name]["sha256"] != found.group(1):
+        return None
+    return found.group(1)
 
 
 def peek(archive: Path) -> dict:
@@ -209,6 +223,20 @@ def _refuse_non_empty(target: Target) -> None:
         raise BackupError(f"附件目录 {target.attachments} 不是空的，拒绝覆盖")
 
 
+def _restore_database(tar: tarfile.TarFile, manifest: dict, target: Target, *, pg_bin_dir: Path | None) -> None:
+    if target.is_sqlite:
+        path = snapshot.sqlite_path(target.url)
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)  # an empty file a failed start left behind
+        _extract(tar, SQLITE_MEMBER, path)  # written beside it, then renamed: all or nothing
+        return
+    with tempfile.TemporaryDirectory(prefix=".fq-restore-") as scratch:
+        dump = Path(scratch) / PG_MEMBER
+        _extract(tar, PG_MEMBER, dump)
+        dumped_by = manifest.get("pg_dump_version", "")
+        snapshot.restore_postgres(dump, target.url, dumped_by=dumped_by, pg_bin_dir=pg_bin_dir)
+
+
 def restore(archive: Path, target: Target, *, allow_other_node: bool = False, pg_bin_dir: Path | None = None) -> dict:
     """Bring the backup ``archive`` back as ``target``'s state (an empty database and folder)."""
     try:
@@ -224,21 +252,16 @@ def restore(archive: Path, target: Target, *, allow_other_node: bool = False, pg
         if manifest["database"] != kind:
             raise BackupError(f"备份来自 {manifest['database']} 数据库，不能恢复到 {kind} 数据库")
         _refuse_non_empty(target)
-        if target.is_sqlite:
-            path = snapshot.sqlite_path(target.url)
-            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                leftover.unlink(missing_ok=True)  # an empty file a failed start left behind
-            _extract(tar, SQLITE_MEMBER, path)
-        else:
-            with tempfile.TemporaryDirectory(prefix=".fq-restore-") as scratch:
-                dump = Path(scratch) / PG_MEMBER
-                _extract(tar, PG_MEMBER, dump)
-                snapshot.restore_postgres(
-                    dump, target.url, dumped_by=manifest.get("pg_dump_version", ""), pg_bin_dir=pg_bin_dir
-                )
-        for name in manifest["members"]:
-            if name.startswith(ATTACHMENTS + "/"):
-                _extract(tar, name, target.attachments / name.removeprefix(ATTACHMENTS + "/"))
+        files = AttachmentStore(target.attachments)
+        try:  # the attachments first: the database, restored last and at once, says it is done
+            for name in manifest["members"]:
+                sha256 = _attachment_sha(name, manifest)
+                if sha256 is not None:
+                    _extract(tar, name, files.path(sha256))
+            _restore_database(tar, manifest, target, pg_bin_dir=pg_bin_dir)
+        except BaseException:
+            shutil.rmtree(target.attachments, ignore_errors=True)  # it was empty: leave it so
+            raise
     with snapshot.connect(target.url) as conn:
         restored = snapshot.inventory(conn)
     if restored.counts != manifest["counts"]:

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy
 
 from devtools.natsserver import NatsServer
+from fengqiao import snapshot
 from fengqiao.db import engine_url
 from harness.county import ADMIN_PASSWORD, LocalCounty, small_county
 from tests.conftest import running_county
@@ -304,7 +305,14 @@ def test_a_postgresql_backup_names_the_missing_client(
     tmp_path: Path, database_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = database_url("client")
+    assert fengqiao("db", "upgrade", "--database", url).returncode == 0
+    archive = tmp_path / "made-with-the-client.tar"
+    assert fengqiao("backup", "--code", VILLAGE, "--database", url, "--out", archive).returncode == 0
     monkeypatch.setenv("FQ_PG_BIN_DIR", str(tmp_path / "no-client-here"))
     refused = fengqiao("backup", "--code", VILLAGE, "--database", url, "--out", tmp_path / "x.tar")
     assert refused.returncode == 1 and "找不到 pg_dump" in refused.stderr and "postgresql-client" in refused.stderr
     assert not (tmp_path / "x.tar").exists()
+    empty = database_url("empty")
+    refused = fengqiao("restore", archive, "--database", empty, "--data-dir", tmp_path / "box")
+    assert refused.returncode == 1 and "找不到 pg_restore" in refused.stderr
+    assert snapshot.table_names(empty) == []
