@@ -37,10 +37,10 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fengqiao import snapshot
+from fengqiao import dbcopy
+from fengqiao.dbcopy import DatabaseCopyError as BackupError
 from fengqiao.divisions import tier_of
 from fengqiao.errors import FengqiaoError
-from fengqiao.snapshot import SnapshotError as BackupError
 from services.intake.attachments import AttachmentStore, folder
 
 FORMAT = "fengqiao-backup/1"
@@ -118,10 +118,10 @@ def backup(target: Target, out: Path, *, pg_bin_dir: Path | None = None, now: dt
         extra: dict[str, str] = {}
         if target.is_sqlite:
             member, db_file = SQLITE_MEMBER, Path(scratch) / SQLITE_MEMBER
-            inventory = snapshot.snapshot_sqlite(target.url, db_file)
+            inventory = dbcopy.copy_sqlite(target.url, db_file)
         else:
             member, db_file = PG_MEMBER, Path(scratch) / PG_MEMBER
-            inventory, extra["pg_dump_version"] = snapshot.dump_postgres(target.url, db_file, pg_bin_dir=pg_bin_dir)
+            inventory, extra["pg_dump_version"] = dbcopy.dump_postgres(target.url, db_file, pg_bin_dir=pg_bin_dir)
         files: dict[str, Path] = {member: db_file}
         for sha256 in inventory.attachments:
             path = AttachmentStore(target.attachments).path(sha256)
@@ -216,7 +216,7 @@ def _extract(tar: tarfile.TarFile, name: str, dest: Path) -> None:
 
 
 def _refuse_non_empty(target: Target) -> None:
-    tables = snapshot.table_names(target.url)
+    tables = dbcopy.table_names(target.url)
     if tables:
         raise BackupError(f"目标数据库不是空的（已有 {len(tables)} 张表），拒绝覆盖：请恢复到一个新的空数据库")
     if target.attachments.exists() and any(target.attachments.iterdir()):
@@ -225,7 +225,7 @@ def _refuse_non_empty(target: Target) -> None:
 
 def _restore_database(tar: tarfile.TarFile, manifest: dict, target: Target, *, pg_bin_dir: Path | None) -> None:
     if target.is_sqlite:
-        path = snapshot.sqlite_path(target.url)
+        path = dbcopy.sqlite_path(target.url)
         for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             leftover.unlink(missing_ok=True)  # an empty file a failed start left behind
         _extract(tar, SQLITE_MEMBER, path)  # written beside it, then renamed: all or nothing
@@ -234,7 +234,7 @@ def _restore_database(tar: tarfile.TarFile, manifest: dict, target: Target, *, p
         dump = Path(scratch) / PG_MEMBER
         _extract(tar, PG_MEMBER, dump)
         dumped_by = manifest.get("pg_dump_version", "")
-        snapshot.restore_postgres(dump, target.url, dumped_by=dumped_by, pg_bin_dir=pg_bin_dir)
+        dbcopy.restore_postgres(dump, target.url, dumped_by=dumped_by, pg_bin_dir=pg_bin_dir)
 
 
 def restore(archive: Path, target: Target, *, allow_other_node: bool = False, pg_bin_dir: Path | None = None) -> dict:
@@ -262,8 +262,8 @@ def restore(archive: Path, target: Target, *, allow_other_node: bool = False, pg
         except BaseException:
             shutil.rmtree(target.attachments, ignore_errors=True)  # it was empty: leave it so
             raise
-    with snapshot.connect(target.url) as conn:
-        restored = snapshot.inventory(conn)
+    with dbcopy.connect(target.url) as conn:
+        restored = dbcopy.inventory(conn)
     if restored.counts != manifest["counts"]:
         tables = set(restored.counts) | set(manifest["counts"])
         differ = sorted(t for t in tables if restored.counts.get(t) != manifest["counts"].get(t))

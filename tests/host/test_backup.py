@@ -6,6 +6,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import subprocess
@@ -18,11 +19,16 @@ import httpx
 import pytest
 import sqlalchemy
 
+from bench.recompute import expected, observed
 from devtools.natsserver import NatsServer
-from fengqiao import snapshot
-from fengqiao.db import engine_url
+from fengqiao import dbcopy
+from fengqiao.clock import CHINA_TZ
+from fengqiao.db import Database, engine_url
 from harness.county import ADMIN_PASSWORD, LocalCounty, small_county
+from host.node import figure_sources
+from services.federation import rules, snapshot, views
 from tests.conftest import running_county
+from tests.fengqiao.test_migrations import raw_logs
 from tests.gateway.test_api import CASE
 
 VILLAGE = "371702101001"
@@ -103,6 +109,24 @@ def _incomplete_cases(url: str) -> list[str]:
     return [row[0] for row in rows if not (row[1] == row[2] == row[4] and row[3] == 1)]
 
 
+def _figures_and_recompute(url: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The village's figures this month from its maintained facts, and recomputed from its events."""
+    now = dt.datetime.now(dt.UTC)
+    period = rules.parse_period(f"{now.astimezone(CHINA_TZ):%Y-%m}")
+    db = Database(url)
+    try:
+        snap = db.transaction(
+            lambda s: snapshot.take(
+                s, topology=small_county(towns=1, villages=1), code=VILLAGE, period=period, now=now,
+                stale_after=dt.timedelta(days=7), sources=figure_sources(),
+            )
+        )  # fmt: skip
+    finally:
+        db.close()
+    figures = observed(views.node_stats(snap, VILLAGE, include_children=False))
+    return figures, expected(raw_logs(url), VILLAGE, period, now=now)
+
+
 @pytest.fixture
 async def fresh_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
     """The new box's own nats-server."""
@@ -164,6 +188,8 @@ async def test_a_backup_taken_while_the_village_takes_cases_restores_on_an_empty
     restored = fengqiao("restore", live, "--database", live_url, "--data-dir", tmp_path / "live-box")
     assert restored.returncode == 0, restored.stderr
     assert _incomplete_cases(live_url) == []
+    figures, recomputed = _figures_and_recompute(live_url)
+    assert figures == recomputed and figures["received"] == in_backup
     verified = fengqiao("audit", "verify", "--database", live_url)
     assert verified.returncode == 0 and "审计链完整" in verified.stdout, verified.stdout + verified.stderr
 
@@ -204,8 +230,6 @@ def _kind(url: str) -> str:
 
 
 def _this_month() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
 
@@ -315,4 +339,4 @@ def test_a_postgresql_backup_names_the_missing_client(
     empty = database_url("empty")
     refused = fengqiao("restore", archive, "--database", empty, "--data-dir", tmp_path / "box")
     assert refused.returncode == 1 and "找不到 pg_restore" in refused.stderr
-    assert snapshot.table_names(empty) == []
+    assert dbcopy.table_names(empty) == []

@@ -26,7 +26,7 @@ from fengqiao.db import engine_url
 from fengqiao.errors import Unavailable
 
 
-class SnapshotError(Unavailable):
+class DatabaseCopyError(Unavailable):
     """A backup cannot be taken or restored; ``message`` says why, in Chinese."""
 
 
@@ -43,7 +43,7 @@ def major_of(version_text: str) -> int:
     """The major version in ``pg_dump --version``'s answer (``pg_dump (PostgreSQL) 15.20 …``)."""
     found = re.search(r"\)\s*(\d+)(?:\.(\d+))?", version_text) or re.search(r"(\d+)\.(\d+)", version_text)
     if found is None:
-        raise SnapshotError(f"无法识别 PostgreSQL 客户端版本：{version_text.strip()}")
+        raise DatabaseCopyError(f"无法识别 PostgreSQL 客户端版本：{version_text.strip()}")
     return int(found.group(1))
 
 
@@ -84,7 +84,7 @@ def connect(url: str) -> Iterator[Connection]:
         with engine.connect() as conn:
             yield conn
     except sqlalchemy.exc.OperationalError as exc:
-        raise SnapshotError(f"无法连接数据库：{exc.orig}") from exc
+        raise DatabaseCopyError(f"无法连接数据库：{exc.orig}") from exc
     finally:
         engine.dispose()
 
@@ -92,7 +92,7 @@ def connect(url: str) -> Iterator[Connection]:
 def sqlite_path(url: str) -> Path:
     database = sqlalchemy.engine.make_url(url).database
     if not database or database == ":memory:":
-        raise SnapshotError(f"数据库地址 {url} 不是 SQLite 文件")
+        raise DatabaseCopyError(f"数据库地址 {url} 不是 SQLite 文件")
     return Path(database)
 
 
@@ -104,7 +104,7 @@ def pg_tool(settings_dir: Path | None, name: str) -> str:
     found = shutil.which(name, path=str(settings_dir)) if settings_dir else shutil.which(name)
     if found is None:
         where = f"在 {settings_dir} 中" if settings_dir else "在 PATH 中"
-        raise SnapshotError(f"{where}找不到 {name}：请安装 PostgreSQL 客户端（postgresql-client）")
+        raise DatabaseCopyError(f"{where}找不到 {name}：请安装 PostgreSQL 客户端（postgresql-client）")
     return found
 
 
@@ -115,15 +115,15 @@ def tool_version(tool: str) -> str:
 def run_tool(command: list[str], what: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SnapshotError(f"{what}失败：{done.stderr.strip() or done.stdout.strip()}")
+        raise DatabaseCopyError(f"{what}失败：{done.stderr.strip() or done.stdout.strip()}")
 
 
-def snapshot_sqlite(url: str, out: Path) -> Inventory:
+def copy_sqlite(url: str, out: Path) -> Inventory:
     """Copy the live SQLite database into ``out`` with the online backup API (one read
     transaction: a consistent copy while the node goes on writing)."""
     source_path = sqlite_path(url)
     if not source_path.exists():
-        raise SnapshotError(f"数据库文件 {source_path} 不存在")
+        raise DatabaseCopyError(f"数据库文件 {source_path} 不存在")
     source = sqlite3.connect(source_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
     target = sqlite3.connect(out)
     try:
@@ -145,7 +145,7 @@ def dump_postgres(url: str, out: Path, *, pg_bin_dir: Path | None) -> tuple[Inve
         conn.rollback()  # the snapshot's transaction below sets its own isolation level
         refusal = client_refusal("pg_dump", major_of(client), server_major)
         if refusal is not None:
-            raise SnapshotError(refusal)
+            raise DatabaseCopyError(refusal)
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             snapshot = conn.execute(sqlalchemy.text("SELECT pg_export_snapshot()")).scalar_one()
@@ -163,7 +163,7 @@ def restore_postgres(dump: Path, url: str, *, dumped_by: str, pg_bin_dir: Path |
     pg_restore = pg_tool(pg_bin_dir, "pg_restore")
     refusal = client_refusal("pg_restore", major_of(tool_version(pg_restore)), major_of(dumped_by))
     if refusal is not None:
-        raise SnapshotError(refusal)
+        raise DatabaseCopyError(refusal)
     run_tool(
         [pg_restore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
          f"--dbname={libpq_url(url)}", str(dump)],

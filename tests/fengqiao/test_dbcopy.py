@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from fengqiao import migrations, snapshot
-from fengqiao.snapshot import SnapshotError
+from fengqiao import dbcopy, migrations
+from fengqiao.dbcopy import DatabaseCopyError
 
 
 @pytest.mark.parametrize(
@@ -21,38 +21,38 @@ from fengqiao.snapshot import SnapshotError
     ],
 )
 def test_the_major_version_is_read_from_the_tools_answer(answer: str, major: int) -> None:
-    assert snapshot.major_of(answer) == major
+    assert dbcopy.major_of(answer) == major
 
 
 def test_an_unreadable_version_is_refused_in_chinese() -> None:
-    with pytest.raises(SnapshotError, match="无法识别 PostgreSQL 客户端版本"):
-        snapshot.major_of("pg_dump: command not understood")
+    with pytest.raises(DatabaseCopyError, match="无法识别 PostgreSQL 客户端版本"):
+        dbcopy.major_of("pg_dump: command not understood")
 
 
 def test_pg_dump_older_than_the_server_is_refused_with_the_client_to_install() -> None:
-    refusal = snapshot.client_refusal("pg_dump", 15, 16)
+    refusal = dbcopy.client_refusal("pg_dump", 15, 16)
     assert refusal is not None
     assert "pg_dump 版本 15 低于数据库服务器版本 16" in refusal and "postgresql-client-16" in refusal
     assert "FQ_PG_BIN_DIR" in refusal
 
 
 def test_pg_restore_older_than_the_dump_is_refused() -> None:
-    refusal = snapshot.client_refusal("pg_restore", 15, 17)
+    refusal = dbcopy.client_refusal("pg_restore", 15, 17)
     assert refusal is not None and "备份所用 pg_dump 的版本 17" in refusal
 
 
 @pytest.mark.parametrize(("client", "server"), [(15, 15), (16, 15), (17, 13)])
 def test_a_client_as_new_as_the_server_or_newer_may_run(client: int, server: int) -> None:
-    assert snapshot.client_refusal("pg_dump", client, server) is None
+    assert dbcopy.client_refusal("pg_dump", client, server) is None
 
 
 def test_the_inventory_counts_every_table_and_names_the_schema_revision(database_url: Callable[[str], str]) -> None:
     url = database_url("inventory")
-    assert snapshot.table_names(url) == []
+    assert dbcopy.table_names(url) == []
     migrations.upgrade(url)
-    with snapshot.connect(url) as conn:
-        held = snapshot.inventory(conn)
+    with dbcopy.connect(url) as conn:
+        held = dbcopy.inventory(conn)
     assert held.revision == migrations.head()
-    assert set(held.counts) == set(snapshot.table_names(url)) - {"alembic_version"}
+    assert set(held.counts) == set(dbcopy.table_names(url)) - {"alembic_version"}
     assert "case_record" in held.counts and all(n == 0 for n in held.counts.values())
     assert held.attachments == []
