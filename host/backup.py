@@ -128,6 +128,10 @@ def backup(target: Target, out: Path, *, pg_bin_dir: Path | None = None, now: dt
             if not path.exists():
                 raise BackupError(f"附件 {sha256} 在数据库中有记录，但文件 {path} 不存在")
             files[_attachment_member(sha256)] = path
+        hashes = {name: _sha256(path) for name, path in files.items()}
+        damaged = [name for name in hashes if ATTACHMENT_MEMBER.match(name) and not name.endswith(hashes[name])]
+        if damaged:
+            raise BackupError(f"附件文件内容与其 sha256 不符（已损坏）：{', '.join(damaged[:3])}")
         manifest = {
             "format": FORMAT,
             "node": target.code,
@@ -138,20 +142,24 @@ def backup(target: Target, out: Path, *, pg_bin_dir: Path | None = None, now: dt
             "fengqiao_version": version("fengqiao"),
             **extra,
             "counts": inventory.counts,
-            "members": {name: {"sha256": _sha256(path), "size": path.stat().st_size} for name, path in files.items()},
+            "members": {name: {"sha256": hashes[name], "size": path.stat().st_size} for name, path in files.items()},
             "not_included": list(NOT_INCLUDED),
         }
         partial = out.with_name(f".{out.name}.partial")
-        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
-            raw = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mtime = len(raw), int(dt.datetime.now(dt.UTC).timestamp())
-            tar.addfile(info, io.BytesIO(raw))
-            for name, path in files.items():
-                tar.add(path, arcname=name, recursive=False)
-        with partial.open("rb") as handle:
-            os.fsync(handle.fileno())
-        partial.replace(out)
+        try:
+            with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+                raw = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mtime = len(raw), int(dt.datetime.now(dt.UTC).timestamp())
+                tar.addfile(info, io.BytesIO(raw))
+                for name, path in files.items():
+                    tar.add(path, arcname=name, recursive=False)
+            with partial.open("rb") as handle:
+                os.fsync(handle.fileno())
+            partial.replace(out)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     return manifest
 
 
@@ -195,6 +203,9 @@ def peek(archive: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise BackupError(f"不支持的备份格式 {found!r}（本程序读取 {FORMAT}）")
+    missing = [key for key in ("node", "database", "counts", "members") if key not in manifest]
+    if missing:
+        raise BackupError(f"备份清单缺少 {'、'.join(missing)}")
     return manifest
 
 

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -340,3 +341,19 @@ def test_a_postgresql_backup_names_the_missing_client(
     refused = fengqiao("restore", archive, "--database", empty, "--data-dir", tmp_path / "box")
     assert refused.returncode == 1 and "找不到 pg_restore" in refused.stderr
     assert dbcopy.table_names(empty) == []
+
+
+async def test_a_backup_refuses_an_attachment_whose_file_is_damaged(tmp_path: Path, village: LocalCounty) -> None:
+    node = village[VILLAGE]
+    async with await _client(node.http_port) as client:
+        photo = await client.post("/api/v1/attachments", files={"file": ("现场.png", PNG + b"scene", "image/png")})
+        assert photo.status_code == 201, photo.text
+    sha = photo.json()["sha256"]
+    stored = node.settings.data_dir / "attachments" / VILLAGE / sha[:2] / sha[2:4] / sha
+    stored.write_bytes(PNG + b"rotted")
+    url, out = node.settings.resolved_database_url(), tmp_path / "b.tar"
+    refused = await _fengqiao_async(
+        "backup", "--code", VILLAGE, "--database", url, "--data-dir", node.settings.data_dir, "--out", out
+    )
+    assert refused[0] == 1 and "附件文件内容与其 sha256 不符" in refused[2] and sha in refused[2]
+    assert not out.exists() and not [name for name in os.listdir(tmp_path) if name.startswith(".b.tar")]
