@@ -1,5 +1,6 @@
 """The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
-county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``)."""
+county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``), back a
+node up and restore it (``fengqiao backup``, ``fengqiao restore``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fengqiao import logs
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
-from host import users
+from host import backup, users
 
 DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
 
@@ -233,6 +234,7 @@ def parser() -> argparse.ArgumentParser:
     rendering.add_argument("--tls-dir", dest="tls_dir", type=Path, help="<code>.crt/.key and ca.crt for leaf TLS")
     rendering.set_defaults(run=_render)
     users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
+    backup.add_parser(sub)  # fengqiao backup / restore (host/backup.py)
 
     auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
     audit_sub = auditing.add_subparsers(dest="audit_command", required=True)

@@ -9,6 +9,7 @@ from fengqiao.grpcutil import Registration
 from fengqiao.rulefile import ReloadingFile
 from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import intake_pb2_grpc
+from services.intake import attachments
 from services.intake.attachments import AttachmentStore
 from services.intake.clocks import ClockWatch
 from services.intake.config import IntakeSettings
@@ -36,7 +37,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         vocabulary=ctx.settings.vocabulary(),
         settings=settings,
         clock=ctx.clock,
-        files=AttachmentStore(ctx.settings.data_dir / "attachments" / ctx.spec.code),
+        files=AttachmentStore(attachments.folder(ctx.settings.data_dir, ctx.spec.code)),
         writer=writer,
         key=key,
         on_commit=ctx.outbox_written,
