@@ -88,7 +88,8 @@ def test_a_row_forged_with_a_fresh_hash_still_breaks_the_next_link(chained: str)
     db = Database(chained)
     try:
         row = db.transaction(lambda s: s.exec(select(audit.AuditRecord).where(audit.AuditRecord.id == 9)).one())
-        forged = audit.digest(row.prev_hash, row.at, row.node, "他人", row.action, row.subject, row.detail)
+        row.actor = "他人"
+        forged = audit.row_hash(row)
         db.transaction(
             lambda s: s.connection().execute(
                 text("UPDATE audit_log SET actor = '他人', hash = :h WHERE id = 9"), {"h": forged}
