@@ -16,8 +16,6 @@ from fengqiao.db import Database
 from fengqiao.security import audit
 
 DURATION_S = 25.0
-VILLAGE = "371702101001"
-
 WORKER = """
 import datetime as dt, sys, time
 from fengqiao.db import Database
@@ -28,12 +26,12 @@ while time.time() < start:
     time.sleep(0.01)
 n = 0
 while time.time() < until:
-    entry = audit.Entry(dt.datetime.now(dt.UTC), "{village}", name, "pii.read", f"case-{{n}}", {{"view": "case"}})
+    entry = audit.Entry(dt.datetime.now(dt.UTC), "371702101001", name, "pii.read", f"case-{n}", {"view": "case"})
     db.transaction(lambda s: audit.record(s, [entry]))
     n += 1
 db.close()
 print(n)
-""".format(village=VILLAGE)
+"""
 
 
 @pytest.mark.slow
