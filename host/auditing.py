@@ -48,7 +48,11 @@ def _verify(args: argparse.Namespace) -> int:
             print("对照上级检查点时须用 --node 指定本中心的行政区划代码", file=sys.stderr)
             return 2
         try:
-            tier_of(args.node, field="node")
+            tier_of(args.node, field="--node")
+        except FengqiaoError as exc:
+            print(f"无法对照上级检查点：{exc.message}", file=sys.stderr)
+            return 2
+        try:
             held = asyncio.run(_held(args.node, args.parent, args.tls_dir))
         except FengqiaoError as exc:
             print(f"无法读取上级所存的检查点：{exc.message}", file=sys.stderr)

@@ -295,3 +295,20 @@ async def test_editing_a_stored_event_or_case_is_named(village: LocalCounty) -> 
     await db.run(lambda s: s.connection().execute(text("DELETE FROM case_event WHERE id = :i"), {"i": event.id}))
     result = verify_cli(url)
     assert f"所记的案件事件 {event.id}（案件 {case.id}）已从案件日志中删除" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--parent", "127.0.0.1:9"], "对照上级检查点时须用 --node 指定本中心的行政区划代码"),
+        (
+            ["--parent", "127.0.0.1:9", "--node", "3717"],
+            "无法对照上级检查点：字段 --node：“3717”不是有效的行政区划代码",
+        ),
+        (["--parent", "127.0.0.1:9", "--node", VILLAGE], "无法从上级 127.0.0.1:9 读取检查点："),
+    ],
+)
+def test_verify_says_why_it_cannot_check_against_the_parent(chained: str, extra: list[str], said: str) -> None:
+    command = [sys.executable, "-m", "host.cli", "audit", "verify", "--database", chained, *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 2 and said in result.stderr, result.stderr
