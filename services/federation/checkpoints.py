@@ -9,6 +9,10 @@ back with ``ListAuditCheckpoints``.
 The key is the node's signing key (``keys``; at the county it also signs the provincial feed).
 The parent pins the key of a child's first checkpoint: a checkpoint under another key, from
 another node, or contradicting one already held is refused with the reason (a dead letter).
+The first key is bound to the child's identity by its subject alone: with ``--tls-dir`` the leaf
+link is the child's certificate from the county CA and may publish only the child's subjects.
+The key itself is not certified by the county CA (yet): a key lost with its box is replaced by
+deleting the child's rows in ``audit_checkpoint`` at the parent.
 """
 
 from __future__ import annotations
@@ -185,7 +189,10 @@ async def publish_once(*, db: Database, node_code: str, key: Ed25519PrivateKey, 
     if head is None or head.row_id == after:
         return after
     checkpoint = sign(key, node=node_code, head=head, at=clock.now())
-    message = outbox.Message(subject(node_code), f"audit:{node_code}:{head.row_id}", checkpoint.SerializeToString(), {})
+    # the id names the hash too: a message under a guessed id cannot take the genuine one's place
+    # in the parent's inbox (deduplicated by id)
+    message_id = f"audit:{node_code}:{head.row_id}:{head.hash[:16]}"
+    message = outbox.Message(subject(node_code), message_id, checkpoint.SerializeToString(), {})
     await db.write(lambda s: outbox.enqueue_many(s, messages=[message], now=clock.now()))
     return head.row_id
 
