@@ -16,7 +16,7 @@ from fengqiao import logs
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
-from host import backup, users
+from host import auditing, backup, users
 
 DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
 
@@ -122,25 +122,6 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from fengqiao.db import Database
-    from fengqiao.security import audit
-
-    db = Database(args.database)
-    try:
-        count, broken = db.transaction(audit.verify)
-    except FengqiaoError as exc:
-        print(f"无法读取审计日志：{exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        db.close()
-    if broken is not None:
-        print(f"审计链断开：第 {broken.row_id} 条记录 —— {broken.reason}（此前 {count} 条完好）")
-        return 1
-    print(f"审计链完整：共 {count} 条记录")
-    return 0
-
-
 def _db(args: argparse.Namespace) -> int:
     from fengqiao import migrations
 
@@ -236,11 +217,7 @@ def parser() -> argparse.ArgumentParser:
     users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
     backup.add_parser(sub)  # fengqiao backup / restore (host/backup.py)
 
-    auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
-    audit_sub = auditing.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="walk the hash chain and name the first broken link")
-    verify.add_argument("--database", required=True, help="the node's database URL (sqlite:///… or postgresql://…)")
-    verify.set_defaults(run=_audit_verify)
+    auditing.add_parser(sub)  # fengqiao audit verify (host/auditing.py)
 
     database = sub.add_parser("db", help="the node's database schema: migrations (Alembic)")
     db_sub = database.add_subparsers(dest="db_command", required=True)
