@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from fengqiao.decode import Decoder, Envelope, receive, written_within
+from fengqiao import writers
+from fengqiao.decode import Decoder, Envelope, authorized, receive, written_within
+from fengqiao.errors import BadMessage
 from fengqiao.inbox import Handler
 from fengqiao.v1 import assessment_pb2
 from services.assessment import store
 
 SYNC_CONSUMER = "fq-assessment-sync"
+
+
+def _forged(event: assessment_pb2.ProjectEvent, project: assessment_pb2.Project) -> str:
+    """Whether a second event at a place of a project's log claims another center than its own."""
+    return "" if event.node == project.node else writers.FORGED
 
 
 def project_event_handler(node_code: str) -> Handler:
@@ -25,6 +32,15 @@ def project_event_handler(node_code: str) -> Handler:
     )
 
     def apply(session: Session, envelope: Envelope[assessment_pb2.ProjectEvent]) -> None:
-        store.store_replicated(session, event=envelope.event)
+        event = envelope.event
+        current = store.load_project(session, project_id=event.project_id, for_update=True)
+        if store.has_event(session, event_id=event.id):
+            return  # a copy of one already kept
+        if current is not None and event.seq <= current.version:
+            raise BadMessage(
+                f"{_forged(event, current)}项目 {event.project_id} 的第 {event.seq} 号事件已由另一事件写入"
+            )
+        authorized(envelope, "project", None if current is None else writers.project_owners(current))
+        store.store_replicated(session, event=event)
 
     return receive(decode, apply)

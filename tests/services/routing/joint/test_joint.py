@@ -252,7 +252,8 @@ async def test_forged_joint_events_are_dead_letters_at_the_hub(
 
         await eventually(three_letters, within_s=10, what="three dead letters at the county")
         reasons = sorted(d.reason for d in await db.read(lambda s: list(s.exec(select(DeadLetter)).all())))
-        assert any("不符" in r for r in reasons) and any("不是联合案件" in r for r in reasons)
+        assert any(r.startswith(f"伪造或越权：联合案件事件自称由 {A} 发出，实际发送中心为 {C}") for r in reasons)
+        assert any(r.startswith(f"伪造或越权：联合案件事件（note）由 {C} 发出，只有联合案件参与方") for r in reasons)
         assert any("无法解析" in r for r in reasons)
 
         async def county_has_the_real_one() -> bool:
