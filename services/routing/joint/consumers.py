@@ -14,8 +14,7 @@ from sqlmodel import Session
 from fengqiao import outbox, writers
 from fengqiao.clock import Clock
 from fengqiao.decode import Check, Decoder, Envelope, authorized, receive
-from fengqiao.divisions import Tier, address_tokens, tier_of
-from fengqiao.errors import FengqiaoError
+from fengqiao.divisions import address_tokens
 from fengqiao.inbox import BadMessage, Handler
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
@@ -36,15 +35,6 @@ def relayed_to(code: str, kind: str) -> str:
     return f"fq.*.*.*.down.{address_tokens(code)}.{kind}.>"
 
 
-def _from_a_town(envelope: Envelope[Message]) -> str | None:
-    """三联 and 联防 are between towns (the decode step checked the author is the sender)."""
-    try:
-        town = tier_of(envelope.sender) is Tier.TOWN
-    except FengqiaoError:
-        town = False
-    return None if town else f"{envelope.what}的发送中心 {envelope.sender} 不是乡镇"
-
-
 def _relayed_by(county: str, reason: str, *, not_written_by: str = "") -> Check[Message]:
     """Sent down by the county hub (and, if given, not an event of ``not_written_by``)."""
 
@@ -58,7 +48,7 @@ def _relayed_by(county: str, reason: str, *, not_written_by: str = "") -> Check[
 def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
     """The county's handler: keep a town's joint-case event and relay it to the others."""
     county = topology.county.code
-    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED, checks=[_from_a_town])
+    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED)
 
     def apply(session: Session, envelope: Envelope[pb.JointEvent]) -> None:
         event, kind = envelope.event, envelope.payload or ""
@@ -105,7 +95,7 @@ def joint_inbound_handler(node_code: str, county: str, clock: Clock) -> Handler:
 def alert_hub_handler(topology: Topology, clock: Clock) -> Handler:
     """The county's handler: keep a town's alert (or acknowledgement) and relay it on."""
     county = topology.county.code
-    decode = Decoder(pb.RiskAlertEvent, "联防预警事件", required=ALERT_REQUIRED, checks=[_from_a_town])
+    decode = Decoder(pb.RiskAlertEvent, "联防预警事件", required=ALERT_REQUIRED)
 
     def apply(session: Session, envelope: Envelope[pb.RiskAlertEvent]) -> None:
         event, kind = envelope.event, envelope.payload or ""
