@@ -118,9 +118,10 @@ class Decoder(Generic[M]):
     subject and run ``checks``; any failure is a ``BadMessage`` with the reason.
 
     Who may send what is checked here and nowhere else: a rule of one consumer is one of its
-    ``checks``; a rule of every message belongs in ``__call__``. Every message's author must be its
-    sender (``writers.misattributed``) — except the messages a hub ``relays`` (the county's 三联
-    hub): their subject names the hub, which checked the author when it took them."""
+    ``checks``; a rule of every message belongs in ``__call__``. Every message's sender must lie
+    where the stream it was sourced from reaches (``writers.off_source``), and its author must be
+    its sender (``writers.misattributed``) — except the messages a hub ``relays`` (the county's
+    三联 hub): their subject names the hub, which checked the author when it took them."""
 
     message: type[M]
     what: str
@@ -141,7 +142,10 @@ class Decoder(Generic[M]):
         if missing:
             raise BadMessage(f"{self.what}缺少{'、'.join(missing)}")
         envelope = Envelope(event, self.what, msg.subject, route, msg.data)
-        forged = None if self.relays else writers.misattributed(self.what, claimed=envelope.author, sender=route.sender)
+        source = (msg.headers or {}).get(writers.SOURCE_HEADER)
+        forged = writers.off_source(self.what, sender=route.sender, source=source)
+        if forged is None and not self.relays:
+            forged = writers.misattributed(self.what, claimed=envelope.author, sender=route.sender)
         if forged is not None:
             raise BadMessage(forged)
         for check in self.checks:

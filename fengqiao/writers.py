@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping
 
+from fengqiao.divisions import is_within
 from fengqiao.v1 import assessment_pb2, case_pb2, routing_pb2
 
 FORGED = "伪造或越权："
@@ -92,6 +93,33 @@ def misattributed(what: str, *, claimed: str, sender: str) -> str | None:
     if claimed == sender:
         return None
     return f"{FORGED}{what}自称由 {claimed or '（空）'} 发出，实际发送中心为 {sender}"
+
+
+SOURCE_HEADER = "Nats-Stream-Source"
+"""The header the receiving node's own server sets on a message it sourced from another stream:
+``<stream>[:<hash>] <seq> …`` — the stream of the node one hop away, whatever the message claims."""
+
+
+def off_source(what: str, *, sender: str, source: str | None) -> str | None:
+    """The reason a message whose subject names ``sender`` may not have come through the stream
+    its ``SOURCE_HEADER`` names (None when the message is not sourced), or None.
+
+    A child's events stream carries only its own subtree's events; a parent's down stream only
+    what it and the centers above it sent down. So a child whose stream captured a sibling's
+    subjects cannot pass them off as the sibling's (the source filter also keeps them out)."""
+    if not source:
+        return None
+    stream = source.split(" ", 1)[0].split(":", 1)[0]
+    events, down = stream.removeprefix("FQ_EVENTS_"), stream.removeprefix("FQ_DOWN_")
+    if events != stream:
+        if is_within(sender, events):
+            return None
+        return f"{FORGED}{what}的主题自称由 {sender} 发出，却来自 {events} 的事件流"
+    if down != stream:
+        if is_within(down, sender):
+            return None
+        return f"{FORGED}{what}的主题自称由 {sender} 发出，却来自 {down} 的下行流"
+    return None
 
 
 def overreach(what: str, kind: str, event_type: str, *, author: str, owners: Owners | None) -> str | None:

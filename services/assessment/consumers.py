@@ -22,8 +22,10 @@ def _forged(event: assessment_pb2.ProjectEvent, project: assessment_pb2.Project)
 
 
 def project_event_handler(node_code: str) -> Handler:
-    """Store a project event replicated from below; malformed or foreign ones become dead letters,
-    one ahead of its predecessor waits (``NotYet``)."""
+    """Store a project event replicated from below, written by the project's center
+    (``fengqiao.writers``); malformed, foreign or forged ones become dead letters, as does a second
+    event at a place of the log already written (never dropped unseen); one ahead of its
+    predecessor waits (``NotYet``)."""
     decode = Decoder(
         assessment_pb2.ProjectEvent,
         "项目事件",

@@ -20,9 +20,13 @@ COUNTY, TOWN, VILLAGE, OTHER_VILLAGE = "371702", "371702101", "371702101001", "3
 DECODE = Decoder(pb.CaseEvent, "案件事件", required=("id", "case_id", "seq"))
 
 
-def delivered(event: pb.CaseEvent | bytes, subject: str = event_subject(VILLAGE, "case", "received")) -> Msg:
+def delivered(
+    event: pb.CaseEvent | bytes, subject: str = event_subject(VILLAGE, "case", "received"), *, source: str = ""
+) -> Msg:
+    """A message as a consumer gets it; ``source``: the stream this node's server sourced it from."""
     data = event if isinstance(event, bytes) else event.SerializeToString()
-    return Msg(_client=None, subject=subject, data=data)  # type: ignore[arg-type]
+    headers = {"Nats-Stream-Source": f"{source}:aXE34wTU 7 > > {subject} iMnPHnOa"} if source else None
+    return Msg(_client=None, subject=subject, data=data, headers=headers)  # type: ignore[arg-type]
 
 
 def event(node: str = VILLAGE, **fields: object) -> pb.CaseEvent:
@@ -84,6 +88,22 @@ def test_an_event_claiming_another_author_than_its_sender_is_forged(claimed: str
     # Sent down, the publisher of the down subject is the sender.
     with pytest.raises(BadMessage, match=f"^伪造或越权：.*实际发送中心为 {TOWN}"):
         DECODE(delivered(event(node=COUNTY), down_subject(TOWN, VILLAGE, "case", "progress")))
+
+
+def test_a_sender_must_lie_where_the_stream_it_was_sourced_from_reaches() -> None:
+    sibling = f"{TOWN}002"
+    assert DECODE(delivered(event(), source=f"FQ_EVENTS_{VILLAGE}")).sender == VILLAGE
+    assert DECODE(delivered(event(), source=f"FQ_EVENTS_{TOWN}")).sender == VILLAGE  # sourced on, through the town
+    spoofed = delivered(event(node=sibling), event_subject(sibling, "case", "progress"), source=f"FQ_EVENTS_{VILLAGE}")
+    with pytest.raises(
+        BadMessage, match=f"^伪造或越权：案件事件的主题自称由 {sibling} 发出，却来自 {VILLAGE} 的事件流"
+    ):
+        DECODE(spoofed)
+    from_above = down_subject(COUNTY, VILLAGE, "case", "progress")
+    assert DECODE(delivered(event(node=COUNTY), from_above, source=f"FQ_DOWN_{TOWN}")).sender == COUNTY
+    sideways = down_subject(OTHER_VILLAGE[:9], VILLAGE, "case", "progress")
+    with pytest.raises(BadMessage, match=f"却来自 {TOWN} 的下行流"):
+        DECODE(delivered(event(node=OTHER_VILLAGE[:9]), sideways, source=f"FQ_DOWN_{TOWN}"))
 
 
 def test_a_hub_relays_other_authors_events_on_its_own_subject() -> None:
