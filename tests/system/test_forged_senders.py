@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import nats
 from google.protobuf.message import DecodeError, Message
@@ -21,6 +22,7 @@ from sqlmodel import Session, select
 from fengqiao import gauges
 from fengqiao.bus import MSG_ID
 from fengqiao.cases import store as casestore
+from fengqiao.db import Database
 from fengqiao.divisions import event_subject, events_stream, own_up_subjects, subtree_subjects
 from fengqiao.grpcutil import channel
 from fengqiao.models import DeadLetter
@@ -66,11 +68,11 @@ async def tls_county(tmp_path: Path) -> AsyncIterator[LeafCounty]:
         await local.close()
 
 
-def db(local: LeafCounty, code: str):  # type: ignore[no-untyped-def]
+def db(local: LeafCounty, code: str) -> Database:
     return local[code].ctx.db  # type: ignore[union-attr]
 
 
-async def read(local: LeafCounty, code: str, query: Callable[[Session], object]) -> object:
+async def read(local: LeafCounty, code: str, query: Callable[[Session], Any]) -> Any:
     return await db(local, code).read(query)
 
 
@@ -86,11 +88,12 @@ class Forger:
         self._js = js
         self.sent: dict[str, tuple[str, str]] = {}  # event id -> (claimed author, what it forges)
 
-    async def publish(self, kind: str, event: Message, what: str) -> None:
+    async def publish(self, kind: str, event: Any, what: str) -> None:
+        """Publish ``event`` (a case, directive, joint or project event) on the village's subject of ``kind``."""
         event_type = event.WhichOneof("payload") or ""
         subject = event_subject(VILLAGE, kind, event_type)
-        await self._js.publish(subject, event.SerializeToString(), headers={MSG_ID: event.id})  # type: ignore[attr-defined]
-        self.sent[event.id] = (event.node, what)  # type: ignore[attr-defined]
+        await self._js.publish(subject, event.SerializeToString(), headers={MSG_ID: event.id})
+        self.sent[event.id] = (event.node, what)
 
 
 def case_event(case: case_pb2.Case, node: str, **payload: Message) -> case_pb2.CaseEvent:
@@ -101,23 +104,27 @@ def case_event(case: case_pb2.Case, node: str, **payload: Message) -> case_pb2.C
     return event
 
 
-async def routing(local: LeafCounty, code: str, method: str, request: Message) -> Message:
+async def routing(local: LeafCounty, code: str, method: str, request: Message) -> Any:
     async with channel(local[code].grpc_address) as ch:
-        return await getattr(routing_pb2_grpc.RoutingStub(ch), method)(request)  # type: ignore[no-any-return]
+        return await getattr(routing_pb2_grpc.RoutingStub(ch), method)(request)
 
 
-async def assessment(local: LeafCounty, code: str, method: str, request: Message) -> Message:
+async def assessment(local: LeafCounty, code: str, method: str, request: Message) -> Any:
     async with channel(local[code].grpc_address) as ch:
-        return await getattr(assessment_pb2_grpc.AssessmentStub(ch), method)(request)  # type: ignore[no-any-return]
+        return await getattr(assessment_pb2_grpc.AssessmentStub(ch), method)(request)
 
 
 async def case_at(local: LeafCounty, code: str, case_id: str) -> case_pb2.Case | None:
-    return await db(local, code).read(lambda s: casestore.load_case(s, case_id=case_id))  # type: ignore[no-any-return]
+    return await db(local, code).read(lambda s: casestore.load_case(s, case_id=case_id))
 
 
-async def settled(local: LeafCounty, codes: tuple[str, ...], check: Callable[[str], object], what: str) -> None:
+async def settled(
+    local: LeafCounty, codes: tuple[str, ...], check: Callable[[str], Awaitable[bool]], what: str
+) -> None:
+    """Wait until ``check`` holds at every node of ``codes``."""
+
     async def everywhere() -> bool:
-        return all([await check(code) for code in codes])  # type: ignore[misc]
+        return all([await check(code) for code in codes])
 
     await eventually(everywhere, within_s=WITHIN_S, what=what)
 
@@ -198,7 +205,7 @@ async def test_a_village_forging_as_its_sibling_town_or_county_changes_nothing_a
             readings = await read(
                 local, COUNTY, lambda s: gauges.readings(s, node_code=COUNTY, now=dt.datetime.now(dt.UTC))
             )
-            forged = next(r for r in readings if r.name == "fengqiao_forged_messages")  # type: ignore[attr-defined]
+            forged = next(r for r in readings if r.name == "fengqiao_forged_messages")
             by_type = {labels["type"]: value for labels, value in forged.samples}
             assert by_type["triaged"] >= 4 and by_type["escalation_requested"] >= 3 and by_type["note"] == 2
             assert by_type["acknowledged"] == 2 and by_type["gate_passed"] == 2
@@ -260,7 +267,7 @@ async def snapshot(
     seen: dict[str, object] = {}
     for code in (SIBLING, TOWN, COUNTY):
         seen[f"case@{code}"] = await case_at(local, code, case_id)
-        seen[f"events@{code}"] = len(await read(local, code, lambda s: casestore.list_events(s, case_id=case_id)))  # type: ignore[arg-type]
+        seen[f"events@{code}"] = len(await read(local, code, lambda s: casestore.list_events(s, case_id=case_id)))
     for code in (TOWN, COUNTY):
         seen[f"town case@{code}"] = await case_at(local, code, town_case_id)
         seen[f"project@{code}"] = await read(local, code, lambda s: projectstore.load_project(s, project_id=project_id))
@@ -299,7 +306,7 @@ async def spoof_a_siblings_subject(local: LeafCounty, nc: nats.NATS, theirs: cas
     assert not (stream.state.subjects or {}), "the sibling's subject reached the town through the village's stream"
     assert spoofed.id not in {_event_id(d) for d in await dead_letters(local, TOWN)}
     events = await read(local, TOWN, lambda s: casestore.list_events(s, case_id=theirs.id))
-    assert spoofed.id not in {e.id for e in events}  # type: ignore[attr-defined]
+    assert spoofed.id not in {e.id for e in events}
     config.subjects = own_up_subjects(VILLAGE)
     await js.update_stream(config)
 
@@ -324,8 +331,8 @@ async def genuine_cases_continue(
     await settled(local, (SIBLING, TOWN, COUNTY), held_by_town, "the town holding the sibling's case everywhere")
     for code in (SIBLING, TOWN, COUNTY):
         events = await read(local, code, lambda s: casestore.list_events(s, case_id=theirs.id))
-        assert [e.seq for e in events] == list(range(1, theirs.version + 3)), code  # type: ignore[attr-defined]
-        assert {e.node for e in events} <= {SIBLING, TOWN}, code  # type: ignore[attr-defined]
+        assert [e.seq for e in events] == list(range(1, theirs.version + 3)), code
+        assert {e.node for e in events} <= {SIBLING, TOWN}, code
 
     await routing(
         local, SIBLING, "AcknowledgeDirective", routing_pb2.DirectiveActionRequest(id=directive.id, actor="村值班员")
@@ -333,7 +340,7 @@ async def genuine_cases_continue(
 
     async def acknowledged(_: str) -> bool:
         found = await read(local, COUNTY, lambda s: directivestore.get_directive(s, directive_id=directive.id))
-        return found is not None and found.status == routing_pb2.DIRECTIVE_STATUS_ACKNOWLEDGED  # type: ignore[attr-defined]
+        return found is not None and found.status == routing_pb2.DIRECTIVE_STATUS_ACKNOWLEDGED
 
     await settled(local, (COUNTY,), acknowledged, "the sibling's 签收 at the county")
 
@@ -343,7 +350,7 @@ async def genuine_cases_continue(
 
     async def noted(_: str) -> bool:
         found = await read(local, COUNTY, lambda s: jointstore.get_joint(s, joint_id=joint.id))
-        return found is not None and found.event_count == joint.event_count + 1  # type: ignore[attr-defined]
+        return found is not None and found.event_count == joint.event_count + 1
 
     await settled(local, (COUNTY,), noted, "the town's genuine joint note at the county")
 
@@ -359,7 +366,7 @@ async def genuine_cases_continue(
 
     async def passed(_: str) -> bool:
         found = await read(local, COUNTY, lambda s: projectstore.load_project(s, project_id=project.id))
-        return found is not None and found.version == project.version + 1  # type: ignore[attr-defined]
+        return found is not None and found.version == project.version + 1
 
     await settled(local, (COUNTY,), passed, "the town's genuine assessment at the county")
 
@@ -380,6 +387,6 @@ def _event_id(letter: DeadLetter) -> str:
     """The id of the event a dead letter kept (its kind from the subject), empty if none."""
     message = EVENTS.get(letter.subject.split(".")[-2])
     try:
-        return str(message.FromString(letter.data).id) if message is not None else ""  # type: ignore[attr-defined]
+        return str(getattr(message.FromString(letter.data), "id", "")) if message is not None else ""
     except DecodeError:
         return ""

@@ -26,11 +26,13 @@ TOWN, COUNTY = "371702101", "371702"
 
 
 class Delivered:
-    """What the handler reads of a delivered JetStream message: its body and its subject."""
+    """What the handler reads of a delivered JetStream message: its body, its subject and its
+    headers (none: published into the receiving node's own stream)."""
 
     def __init__(self, data: bytes, subject: str = event_subject(TOWN, "project", "registered")) -> None:
         self.data = data
         self.subject = subject
+        self.headers: dict[str, str] | None = None
 
 
 def event(seq: int, *, node: str = TOWN, **payload: Any) -> pb.ProjectEvent:
