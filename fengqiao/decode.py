@@ -3,6 +3,11 @@
 Every handler is built with ``receive`` (or ``receive_many``) from a ``Decoder``: the message is
 parsed, its ids checked, its sender read from its subject and checked, and the domain errors of
 applying it are mapped, here, once, to "dead letter" (``BadMessage``) or "not yet" (``NotYet``).
+
+Who sent a message is checked here twice (the rules: ``fengqiao.writers``): the event's author must
+be the node whose subject it came on (``Decoder``, for every message), and the author must be the
+writer its type names in the aggregate as this node knows it (``authorized``, which each handler
+calls with the aggregate it loaded). A message failing either is a dead letter ``伪造或越权：…``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
+from fengqiao import writers
+from fengqiao.cases import store as casestore
 from fengqiao.divisions import Route, is_within, route_of
 from fengqiao.errors import (
     AlreadyExists,
@@ -30,6 +37,7 @@ from fengqiao.errors import (
     Unavailable,
 )
 from fengqiao.inbox import BatchHandler, Handler
+from fengqiao.v1 import case_pb2
 
 NEVER_APPLIES: tuple[type[FengqiaoError], ...] = (
     InvalidArgument,
@@ -110,12 +118,16 @@ class Decoder(Generic[M]):
     subject and run ``checks``; any failure is a ``BadMessage`` with the reason.
 
     Who may send what is checked here and nowhere else: a rule of one consumer is one of its
-    ``checks``; a rule of every message belongs in ``__call__``."""
+    ``checks``; a rule of every message belongs in ``__call__``. Every message's sender must lie
+    where the stream it was sourced from reaches (``writers.off_source``), and its author must be
+    its sender (``writers.misattributed``) — except the messages a hub ``relays`` (the county's
+    三联 hub): their subject names the hub, which checked the author when it took them."""
 
     message: type[M]
     what: str
     required: Sequence[str] = ()
     checks: Sequence[Check[M]] = ()
+    relays: bool = False
 
     def __call__(self, msg: Msg) -> Envelope[M]:
         try:
@@ -130,6 +142,12 @@ class Decoder(Generic[M]):
         if missing:
             raise BadMessage(f"{self.what}缺少{'、'.join(missing)}")
         envelope = Envelope(event, self.what, msg.subject, route, msg.data)
+        source = (msg.headers or {}).get(writers.SOURCE_HEADER)
+        forged = writers.off_source(self.what, sender=route.sender, source=source)
+        if forged is None and not self.relays:
+            forged = writers.misattributed(self.what, claimed=envelope.author, sender=route.sender)
+        if forged is not None:
+            raise BadMessage(forged)
         for check in self.checks:
             reason = check(envelope)
             if reason is not None:
@@ -166,6 +184,24 @@ def written_above(code: str, *, itself: bool = False) -> Check[Message]:
         return f"{envelope.what}来自非上级节点 {node}"
 
     return check
+
+
+def authorized(envelope: Envelope[Message], kind: str, owners: writers.Owners | None) -> None:
+    """Refuse (``BadMessage``, ``伪造或越权：…``) an event whose author may not write its type in an
+    aggregate of ``kind`` whose writers, as known here, are ``owners`` (None: new here)."""
+    reason = writers.overreach(envelope.what, kind, envelope.payload or "", author=envelope.author, owners=owners)
+    if reason is not None:
+        raise BadMessage(reason)
+
+
+def authorized_steps(session: Session, envelopes: Sequence[Envelope[case_pb2.CaseEvent]]) -> None:
+    """``authorized`` for replicated case events, before they are stored: each new one against
+    its case as known here just before it (the batch folded in order; ``casestore.check_replicated``)."""
+
+    def check(i: int, case: case_pb2.Case | None) -> None:
+        authorized(envelopes[i], "case", None if case is None else writers.case_owners(case))
+
+    casestore.check_replicated(session, events=[e.event for e in envelopes], check=check)
 
 
 def receive(decode: Decoder[M], apply: Callable[[Session, Envelope[M]], None]) -> Handler:

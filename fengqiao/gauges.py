@@ -1,5 +1,6 @@
-"""What a node's database says at scrape time: the outbox backlog and quarantine, dead letters,
-cases by status, overdue cases, escalations waiting for this center, and the database's size.
+"""What a node's database says at scrape time: the outbox backlog and quarantine, dead letters (and
+the forged ones among them), cases by status, overdue cases, escalations waiting for this center,
+and the database's size.
 
 Cases count as lists and figures do: those taken in at or below the node (docs/ARCHITECTURE.md,
 *Cases*). Read in one transaction on a reader thread, never on the event loop.
@@ -15,11 +16,12 @@ import sqlalchemy
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from fengqiao import inbox
 from fengqiao.cases.records import CaseRecord
 from fengqiao.cases.steps import CLOSED_STATUSES
 from fengqiao.db import Database
 from fengqiao.metrics import Gauges, Reading
-from fengqiao.models import DeadLetter, OutboxQuarantine, OutboxRecord
+from fengqiao.models import OutboxQuarantine, OutboxRecord
 from fengqiao.v1 import case_pb2 as pb
 
 STATUSES = {
@@ -44,7 +46,7 @@ def readings(session: Session, *, node_code: str, now: dt.datetime) -> list[Read
     pending = int(session.exec(select(func.count()).select_from(OutboxRecord)).one())
     oldest = _oldest_pending(session)
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    dead = int(session.exec(select(func.count()).select_from(DeadLetter)).one())
+    refused = inbox.rejected(session)
     quarantined = int(session.exec(select(func.count()).select_from(OutboxQuarantine)).one())
     within = col(CaseRecord.origin_node).startswith(node_code)
     by_status = dict(
@@ -75,7 +77,16 @@ def readings(session: Session, *, node_code: str, now: dt.datetime) -> list[Read
             "Outbox messages the relay gave up on after repeated failures (kept, not published)",
             [({}, quarantined)],
         ),
-        Reading("fengqiao_dead_letters", "Messages kept as dead letters (never applied), all time", [({}, dead)]),
+        Reading(
+            "fengqiao_dead_letters",
+            "Messages kept as dead letters (never applied), all time",
+            [({}, refused.dead_letters)],
+        ),
+        Reading(
+            "fengqiao_forged_messages",
+            "Dead letters refused as forged or beyond their sender's authority (伪造或越权), all time, by event type",
+            [({"type": kind}, float(count)) for kind, count in sorted(refused.forged.items())],
+        ),
         Reading(
             "fengqiao_cases",
             "Cases taken in at or below this node, by status",

@@ -12,11 +12,12 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from sqlalchemy import insert
+from sqlalchemy import func, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -30,6 +31,7 @@ from fengqiao.errors import (
 )
 from fengqiao.models import DeadLetter, InboxRecord
 from fengqiao.telemetry import consume_span
+from fengqiao.writers import FORGED
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,33 @@ ACK_WAIT_S = 10.0
 A consumer's process killed mid-batch leaves its messages unacknowledged: this is how long an
 escalation or a case update then waits (the soak measured 30 s tails at the old 30 s). A batch
 still being applied when it runs out is delivered again and recognised by the inbox."""
+
+
+class Rejected(NamedTuple):
+    """A node's rejected messages at a glance: dead letters, the forged ones among them by event
+    type (the last token of their subject), and the latest forged one's reason."""
+
+    dead_letters: int
+    forged: dict[str, int]
+    latest_forged: str
+
+
+def rejected(session: Session) -> Rejected:
+    """The node's dead letters, and those refused as forged (``fengqiao.writers.FORGED``)."""
+    connection = session.connection()
+    table = DeadLetter.__table__  # type: ignore[attr-defined]
+    total = int(connection.execute(sa_select(func.count()).select_from(table)).scalar_one())
+    is_forged = table.c.reason.startswith(FORGED)
+    forged: dict[str, int] = {}
+    for subject, count in connection.execute(
+        sa_select(table.c.subject, func.count()).where(is_forged).group_by(table.c.subject)
+    ):
+        kind = subject.rsplit(".", 1)[-1]
+        forged[kind] = forged.get(kind, 0) + int(count)
+    latest = connection.execute(
+        sa_select(table.c.reason).where(is_forged).order_by(table.c.id.desc()).limit(1)
+    ).scalar()
+    return Rejected(total, forged, latest or "")
 
 
 class InboxConsumer:

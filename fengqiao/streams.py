@@ -23,6 +23,7 @@ from fengqiao.divisions import (
     own_down_subjects,
     own_up_subjects,
     parent_code,
+    subtree_subjects,
     up_deliver,
 )
 from fengqiao.topology import Topology
@@ -38,9 +39,14 @@ def stream_plan(topology: Topology, code: str) -> list[tuple[str, list[str], lis
     children's — and messages going down — its own, sourcing what its parent sent down for it.
 
     In the leaf topology each other node's stream lives in that node's JetStream domain, so
-    each source names the domain it is reached through (over the leafnode connection)."""
+    each source names the domain it is reached through (over the leafnode connection). A child's
+    events are sourced only on its own subtree's subjects: a child whose stream captured a
+    sibling's subjects cannot pass them off as the sibling's (the decode step reads the sender
+    from the subject)."""
     children = [
-        bus.Source(events_stream(c.code), domain=topology.domain(c.code), deliver=up_deliver(c.code))
+        bus.Source(
+            events_stream(c.code), subtree_subjects(c.code), domain=topology.domain(c.code), deliver=up_deliver(c.code)
+        )
         for c in topology.children(code)
     ]
     parent = parent_code(code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 
+from fengqiao import writers
 from fengqiao.cases import department_steps as deptsteps
 from fengqiao.cases import steps as casesteps
 from fengqiao.cases.steps import CLOSED_STATUSES, UNSATISFIED_MAX, has_deadline, is_open
@@ -110,8 +111,6 @@ _FROM: dict[str, frozenset[int]] = {
     "subtask_done": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
     "subtask_overdue": _HANDLING | {S.CASE_STATUS_FEEDBACK, S.CASE_STATUS_REVIEWED},
 }
-# Written by the center an escalation is addressed to, not by the holder.
-_BY_RECEIVER = frozenset({"escalation_accepted", "escalation_refused"})
 
 
 def event_type(event: pb.CaseEvent) -> str:
@@ -183,8 +182,8 @@ def apply(case: pb.Case | None, event: pb.CaseEvent) -> pb.Case:
         step = _STEPS.get(kind)
         if step is None:
             raise IllegalTransition(f"未知的事件类型：{kind}")
-        writer = case.escalation_to if kind in _BY_RECEIVER else case.holder_node
-        if event.node != writer:
+        writer = writers.writer_of("case", kind)  # the holder, or the center an escalation is addressed to
+        if writer is None or event.node not in writers.case_owners(case).get(writer, ()):
             raise IllegalTransition(
                 f"节点 {event.node} 不能{STEP_LABELS.get(kind, kind)}：案件由 {case.holder_node} 承办"
                 + (f"，上报给 {case.escalation_to}" if case.escalation_to else "")

@@ -116,6 +116,11 @@ def append(session: Session, *, event: pb.ProjectEvent, headers: Mapping[str, st
     return eventlog.record_one(session, PROJECTS, current, event, headers=headers, now=now)
 
 
+def has_event(session: Session, *, event_id: str) -> bool:
+    """Whether this node keeps the project event ``event_id`` already."""
+    return session.get(ProjectEventRecord, event_id) is not None
+
+
 def store_replicated(session: Session, *, event: pb.ProjectEvent) -> bool:
     """Store an event replicated from below; ``False`` if it was here already.
 

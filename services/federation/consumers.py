@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
-from fengqiao.decode import Decoder, Envelope, receive, receive_many, written_above, written_within
+from fengqiao.decode import Decoder, Envelope, authorized_steps, receive, receive_many, written_above, written_within
 from fengqiao.inbox import BatchHandler, Handler
 from fengqiao.v1 import case_pb2
 
@@ -17,8 +17,8 @@ DOWN_CONSUMER = "fq-downward-sync"
 
 
 def _decoder(node_code: str, *, from_above: bool) -> Decoder[case_pb2.CaseEvent]:
-    """Case events written in this subtree — or, from above, by this node's ancestors (or itself)."""
-    check = written_above(node_code, itself=True) if from_above else written_within(node_code)
+    """Case events written below this node — or, from above, by this node's ancestors."""
+    check = written_above(node_code) if from_above else written_within(node_code, itself=False)
     return Decoder(case_pb2.CaseEvent, "案件事件", required=("id", "case_id", "seq"), checks=[check])
 
 
@@ -27,6 +27,7 @@ def subtree_event_handler(node_code: str, clock: Clock, *, from_above: bool = Fa
     came from here; malformed or foreign ones become dead letters."""
 
     def apply(session: Session, envelope: Envelope[case_pb2.CaseEvent]) -> None:
+        authorized_steps(session, [envelope])
         casestore.store_replicated(session, event=envelope.event, now=clock.now())
 
     return receive(_decoder(node_code, from_above=from_above), apply)
@@ -37,6 +38,7 @@ def subtree_batch_handler(node_code: str, clock: Clock, *, from_above: bool = Fa
     any bad message sends the batch back to the one-by-one handler, which dead-letters it."""
 
     def apply(session: Session, envelopes: list[Envelope[case_pb2.CaseEvent]]) -> None:
+        authorized_steps(session, envelopes)
         casestore.store_replicated_many(session, events=[e.event for e in envelopes], now=clock.now())
 
     return receive_many(_decoder(node_code, from_above=from_above), apply)

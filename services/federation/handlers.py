@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlmodel import Session
 
-from fengqiao import bus, outbox, quarantine
+from fengqiao import bus, inbox, outbox, quarantine
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
@@ -253,6 +253,7 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
     ) -> federation_pb2.ListNodesResponse:
         own_pending = await self._db.run(outbox.pending_count)
         kept = await self._db.read(quarantine.summary)
+        refused = await self._db.read(inbox.rejected)
         links = await subtree_links(
             nc=self._nc, js=self._js, topology=self._topology, code=self._node, outbox_pending=own_pending
         )
@@ -273,6 +274,9 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
                 outbox_quarantined=kept.rows if own else 0,
                 outbox_quarantine_reason=kept.reason if own else "",
                 outbox_held=kept.held if own else [],
+                dead_letters=refused.dead_letters if own else 0,
+                forged_messages=sum(refused.forged.values()) if own else 0,
+                forged_latest_reason=refused.latest_forged if own else "",
             )
             if own and kept.oldest is not None:
                 info.outbox_quarantined_since.FromDatetime(kept.oldest)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
 from fengqiao.clock import Clock
-from fengqiao.decode import Decoder, Envelope, receive
+from fengqiao.decode import Decoder, Envelope, authorized_steps, receive
 from fengqiao.inbox import Handler, NotYet
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import case_pb2 as pb
@@ -38,6 +38,7 @@ def escalation_handler(node_code: str, settings: RoutingSettings, clock: Clock) 
 
     def apply(session: Session, envelope: Envelope[pb.CaseEvent]) -> None:
         event, now = envelope.event, clock.now()
+        authorized_steps(session, [envelope])  # written by the case's holder
         casestore.store_replicated(session, event=event, now=now)
         case = casestore.load_case(session, case_id=event.case_id)
         if case is None or case.version < event.seq:

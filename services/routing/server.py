@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fengqiao.divisions import Tier, case_subject, down_stream, event_subject, events_stream, subtree_subjects
+from fengqiao.divisions import Tier, case_subject, down_stream, events_stream, subtree_subjects
 from fengqiao.grpcutil import Registration
 from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import routing_pb2_grpc
@@ -94,7 +94,8 @@ def _joint_consumers(ctx: NodeContext) -> list[Callable[[], Coroutine[Any, Any, 
             ctx.consumer(
                 stream=events_stream(code),
                 durable=durable,
-                filter_subjects=[event_subject(town, kind, ">") for town in towns],
+                # the towns' subtrees: what a village publishes as its town is a dead letter here
+                filter_subjects=[subtree_subjects(town, kind=kind) for town in towns],
                 handle=handle,
                 on_applied=ctx.outbox_written,
             )

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.msg import Msg
 from sqlmodel import Session
 
-from fengqiao import decode, errors, inbox
+from fengqiao import decode, errors, inbox, writers
 from fengqiao.decode import Decoder, Envelope, receive, written_above, written_within
 from fengqiao.divisions import down_subject, event_subject
 from fengqiao.errors import BadMessage, NotYet
@@ -20,9 +20,13 @@ COUNTY, TOWN, VILLAGE, OTHER_VILLAGE = "371702", "371702101", "371702101001", "3
 DECODE = Decoder(pb.CaseEvent, "案件事件", required=("id", "case_id", "seq"))
 
 
-def delivered(event: pb.CaseEvent | bytes, subject: str = event_subject(VILLAGE, "case", "received")) -> Msg:
+def delivered(
+    event: pb.CaseEvent | bytes, subject: str = event_subject(VILLAGE, "case", "received"), *, source: str = ""
+) -> Msg:
+    """A message as a consumer gets it; ``source``: the stream this node's server sourced it from."""
     data = event if isinstance(event, bytes) else event.SerializeToString()
-    return Msg(_client=None, subject=subject, data=data)  # type: ignore[arg-type]
+    headers = {"Nats-Stream-Source": f"{source}:aXE34wTU 7 > > {subject} iMnPHnOa"} if source else None
+    return Msg(_client=None, subject=subject, data=data, headers=headers)  # type: ignore[arg-type]
 
 
 def event(node: str = VILLAGE, **fields: object) -> pb.CaseEvent:
@@ -55,18 +59,69 @@ def test_a_subject_that_names_no_sender_is_a_dead_letter(subject: str) -> None:
         DECODE(delivered(event(), subject))
 
 
+def own(node: str) -> Msg:
+    """An event of ``node`` on its own subject."""
+    return delivered(event(node=node), event_subject(node, "case", "progress"))
+
+
 def test_checks_name_the_writer_they_refuse() -> None:
     below = Decoder(pb.CaseEvent, "案件事件", checks=[written_within(TOWN, itself=False)])
-    assert below(delivered(event())).author == VILLAGE
+    assert below(own(VILLAGE)).author == VILLAGE
     with pytest.raises(BadMessage, match=f"案件事件来自辖区外的节点 {OTHER_VILLAGE}"):
-        below(delivered(event(node=OTHER_VILLAGE)))
+        below(own(OTHER_VILLAGE))
     with pytest.raises(BadMessage, match="辖区外"):
-        below(delivered(event(node=TOWN)))
+        below(own(TOWN))
     above = Decoder(pb.CaseEvent, "案件事件", checks=[written_above(VILLAGE)])
-    assert above(delivered(event(node=COUNTY))).author == COUNTY
-    for node in (VILLAGE, OTHER_VILLAGE, ""):
+    assert above(own(COUNTY)).author == COUNTY
+    for node in (VILLAGE, OTHER_VILLAGE):
         with pytest.raises(BadMessage, match="非上级"):
-            above(delivered(event(node=node)))
+            above(own(node))
+
+
+@pytest.mark.parametrize("claimed", [OTHER_VILLAGE, TOWN, COUNTY, ""])
+def test_an_event_claiming_another_author_than_its_sender_is_forged(claimed: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        DECODE(delivered(event(node=claimed)))  # on the village's own subject
+    reason = caught.value.message
+    assert reason.startswith("伪造或越权：") and f"实际发送中心为 {VILLAGE}" in reason
+    assert f"自称由 {claimed or '（空）'} 发出" in reason
+    # Sent down, the publisher of the down subject is the sender.
+    with pytest.raises(BadMessage, match=f"^伪造或越权：.*实际发送中心为 {TOWN}"):
+        DECODE(delivered(event(node=COUNTY), down_subject(TOWN, VILLAGE, "case", "progress")))
+
+
+def test_a_sender_must_lie_where_the_stream_it_was_sourced_from_reaches() -> None:
+    sibling = f"{TOWN}002"
+    assert DECODE(delivered(event(), source=f"FQ_EVENTS_{VILLAGE}")).sender == VILLAGE
+    assert DECODE(delivered(event(), source=f"FQ_EVENTS_{TOWN}")).sender == VILLAGE  # sourced on, through the town
+    spoofed = delivered(event(node=sibling), event_subject(sibling, "case", "progress"), source=f"FQ_EVENTS_{VILLAGE}")
+    with pytest.raises(
+        BadMessage, match=f"^伪造或越权：案件事件的主题自称由 {sibling} 发出，却来自 {VILLAGE} 的事件流"
+    ):
+        DECODE(spoofed)
+    from_above = down_subject(COUNTY, VILLAGE, "case", "progress")
+    assert DECODE(delivered(event(node=COUNTY), from_above, source=f"FQ_DOWN_{TOWN}")).sender == COUNTY
+    sideways = down_subject(OTHER_VILLAGE[:9], VILLAGE, "case", "progress")
+    with pytest.raises(BadMessage, match=f"却来自 {TOWN} 的下行流"):
+        DECODE(delivered(event(node=OTHER_VILLAGE[:9]), sideways, source=f"FQ_DOWN_{TOWN}"))
+
+
+def test_a_hub_relays_other_authors_events_on_its_own_subject() -> None:
+    relayed = delivered(event(node=OTHER_VILLAGE), down_subject(COUNTY, VILLAGE, "case", "progress"))
+    with pytest.raises(BadMessage, match="伪造或越权"):
+        DECODE(relayed)
+    hub = Decoder(pb.CaseEvent, "案件事件", relays=True)
+    assert hub(relayed).sender == COUNTY and hub(relayed).author == OTHER_VILLAGE
+
+
+def test_authorized_refuses_a_writer_the_aggregate_does_not_name() -> None:
+    held = pb.Case(id="c1", holder_node=OTHER_VILLAGE, version=3)
+    envelope = DECODE(delivered(event(seq=4)))
+    with pytest.raises(
+        BadMessage, match=f"^伪造或越权：案件事件（progress）由 {VILLAGE} 发出，只有承办中心 {OTHER_VILLAGE} 可以写入"
+    ):
+        decode.authorized(envelope, "case", writers.case_owners(held))
+    decode.authorized(envelope, "case", writers.case_owners(pb.Case(id="c1", holder_node=VILLAGE)))
 
 
 def raising(exc: Exception) -> inbox.Handler:

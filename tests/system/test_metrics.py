@@ -28,6 +28,7 @@ GAUGES = (
     "fengqiao_outbox_pending",
     "fengqiao_outbox_oldest_pending_seconds",
     "fengqiao_dead_letters",
+    "fengqiao_forged_messages",
     "fengqiao_outbox_quarantined",
     "fengqiao_link_up",
     "fengqiao_source_lag_messages",
@@ -125,15 +126,22 @@ async def test_a_running_county_serves_every_metric_and_the_outbox_rises_while_a
             routing_pb2.EscalateRequest(case_id=first.id, actor="村值班员", reason="当事人分属两村")
         )
     await local[VILLAGE].ctx.nc.publish(case_subject(VILLAGE, "received"), b"\xff not a case event")  # type: ignore[union-attr]
+    as_town = pb.CaseEvent(id="forged-as-town", case_id="c-forged", seq=1, node=TOWN, received=pb.Received())
+    await local[VILLAGE].ctx.nc.publish(case_subject(VILLAGE, "received"), as_town.SerializeToString())  # type: ignore[union-attr]
 
     async def county_has_everything() -> bool:
         _, samples = await scrape(county_url)
         return (
             total(samples, "fengqiao_cases", node=COUNTY) == 3
-            and value(samples, "fengqiao_dead_letters", node=COUNTY) >= 1
+            and value(samples, "fengqiao_dead_letters", node=COUNTY) >= 2
+            and total(samples, "fengqiao_forged_messages", node=COUNTY, type="received") == 1
         )
 
-    await eventually(county_has_everything, within_s=15, what="3 cases and a dead letter in the county's metrics")
+    await eventually(
+        county_has_everything,
+        within_s=15,
+        what="3 cases, two dead letters, one of them forged, in the county's metrics",
+    )
     kinds, samples = await scrape(county_url)
     for name in GAUGES:
         assert kinds.get(name) == "gauge", name

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from fengqiao import writers
 from fengqiao.clock import Clock
-from fengqiao.decode import Check, Decoder, Envelope, receive, written_above
+from fengqiao.decode import Check, Decoder, Envelope, authorized, receive, written_above
 from fengqiao.divisions import address_tokens
 from fengqiao.inbox import Handler
 from fengqiao.v1 import routing_pb2
@@ -48,14 +49,15 @@ def directive_handler(node_code: str, clock: Clock) -> Handler:
 
 
 def directive_answer_handler(node_code: str, clock: Clock) -> Handler:
-    """Keep a center's answer (签收, 办结) to a directive sent from here; pass over the answers to
-    other centers' directives."""
+    """Keep a center's answer (签收, 办结) to a directive sent from here — the receiver's only; pass
+    over the answers to other centers' directives."""
     decode = Decoder(routing_pb2.DirectiveEvent, "指令事件", required=REQUIRED)
 
     def apply(session: Session, envelope: Envelope[routing_pb2.DirectiveEvent]) -> None:
         current = store.get_directive(session, directive_id=envelope.event.directive_id)
         if current is None or current.from_node != node_code:
             return  # an answer to another center's directive, passing through this subtree
+        authorized(envelope, "directive", writers.directive_owners(current))
         _keep(session, current, envelope.event, clock)
 
     return receive(decode, apply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fengqiao import writers
 from fengqiao.divisions import is_within
 from fengqiao.errors import IllegalTransition, InvalidArgument
 from fengqiao.v1 import routing_pb2
@@ -46,7 +47,7 @@ def apply_directive(current: routing_pb2.Directive | None, event: routing_pb2.Di
         return new
     if current is None:
         raise IllegalTransition(f"指令 {event.directive_id} 不存在")
-    if event.node != current.to_node:
+    if event.node not in writers.directive_owners(current)[writers.Writer.RECEIVER]:
         raise IllegalTransition(f"只有受令中心 {current.to_node} 可以签收或办结该指令")
     new = routing_pb2.Directive()
     new.CopyFrom(current)

@@ -1,9 +1,9 @@
 """Routing's bus handlers for 三联 joint cases and 联防 risk alerts, through the county hub.
 
-At the county, the hub keeps what a town publishes — the sender checked against the subject,
-since a town may publish only on its own subjects — and relays the very same bytes down to every
-other participant. At a town, the inbound handlers keep what the county relayed to it. A
-malformed or forged message is a dead letter.
+At the county, the hub keeps what a town publishes — its author is its sender (the decode step),
+a participant of the joint case or an addressee of the alert (``fengqiao.writers``) — and relays
+the very same bytes down to every other participant. At a town, the inbound handlers keep what the
+county relayed to it. A malformed or forged message is a dead letter.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 from google.protobuf.message import Message
 from sqlmodel import Session
 
-from fengqiao import outbox
+from fengqiao import outbox, writers
 from fengqiao.clock import Clock
-from fengqiao.decode import Check, Decoder, Envelope, receive
-from fengqiao.divisions import Tier, address_tokens, event_subject, tier_of
-from fengqiao.errors import FengqiaoError
+from fengqiao.decode import Check, Decoder, Envelope, authorized, receive
+from fengqiao.divisions import address_tokens
 from fengqiao.inbox import BadMessage, Handler
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
@@ -36,22 +35,6 @@ def relayed_to(code: str, kind: str) -> str:
     return f"fq.*.*.*.down.{address_tokens(code)}.{kind}.>"
 
 
-def _from_a_town(kind: str) -> Check[Message]:
-    """A town publishes only on its own subjects: the subject vouches for the sender."""
-
-    def check(envelope: Envelope[Message]) -> str | None:
-        node = envelope.author
-        try:
-            town = tier_of(node) is Tier.TOWN
-        except FengqiaoError:
-            town = False
-        if town and envelope.subject == event_subject(node, kind, envelope.payload or ""):
-            return None
-        return f"事件的发送中心 {node} 与主题 {envelope.subject} 不符"
-
-    return check
-
-
 def _relayed_by(county: str, reason: str, *, not_written_by: str = "") -> Check[Message]:
     """Sent down by the county hub (and, if given, not an event of ``not_written_by``)."""
 
@@ -65,7 +48,7 @@ def _relayed_by(county: str, reason: str, *, not_written_by: str = "") -> Check[
 def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
     """The county's handler: keep a town's joint-case event and relay it to the others."""
     county = topology.county.code
-    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED, checks=[_from_a_town("joint")])
+    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED)
 
     def apply(session: Session, envelope: Envelope[pb.JointEvent]) -> None:
         event, kind = envelope.event, envelope.payload or ""
@@ -78,8 +61,10 @@ def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
             neighbours = topology.node(event.node).neighbours
             rules.check_invitations(event.node, list(event.opened.invited), neighbours)
             rules.apply_joint(None, event, county=county)
-        elif current is None or rules.participant(current, event.node) is None:
-            raise BadMessage(f"{event.node} 不是联合案件 {event.joint_case_id} 的参与方")
+        elif current is None:
+            raise BadMessage(f"联合案件 {event.joint_case_id} 不存在")
+        else:
+            authorized(envelope, "joint", writers.joint_owners(current))
         case = store.add_event(session, event=event, data=envelope.data, county=county, now=clock.now())
         to = rules.recipients(case, sender=event.node)
         messages = relay(county, to, "joint", kind, event.id, envelope.data, current_headers())
@@ -91,7 +76,7 @@ def joint_hub_handler(topology: Topology, clock: Clock) -> Handler:
 def joint_inbound_handler(node_code: str, county: str, clock: Clock) -> Handler:
     """A town's handler: keep a joint-case event the county relayed here."""
     relayed = _relayed_by(county, "联合案件事件不是县级中心转发的其他中心事件", not_written_by=node_code)
-    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED, checks=[relayed])
+    decode = Decoder(pb.JointEvent, "联合案件事件", required=JOINT_REQUIRED, checks=[relayed], relays=True)
 
     def apply(session: Session, envelope: Envelope[pb.JointEvent]) -> None:
         event = envelope.event
@@ -110,7 +95,7 @@ def joint_inbound_handler(node_code: str, county: str, clock: Clock) -> Handler:
 def alert_hub_handler(topology: Topology, clock: Clock) -> Handler:
     """The county's handler: keep a town's alert (or acknowledgement) and relay it on."""
     county = topology.county.code
-    decode = Decoder(pb.RiskAlertEvent, "联防预警事件", required=ALERT_REQUIRED, checks=[_from_a_town("alert")])
+    decode = Decoder(pb.RiskAlertEvent, "联防预警事件", required=ALERT_REQUIRED)
 
     def apply(session: Session, envelope: Envelope[pb.RiskAlertEvent]) -> None:
         event, kind = envelope.event, envelope.payload or ""
@@ -118,7 +103,9 @@ def alert_hub_handler(topology: Topology, clock: Clock) -> Handler:
             strangers = set(event.raised.to_nodes) - set(topology.node(event.node).neighbours)
             if strangers:
                 raise BadMessage(f"{'、'.join(sorted(strangers))} 不是 {event.node} 的相邻乡镇")
-        alert = rules.apply_alert(store.get_alert(session, alert_id=event.alert_id), event)
+        current = store.get_alert(session, alert_id=event.alert_id)
+        authorized(envelope, "alert", None if current is None else writers.alert_owners(current))
+        alert = rules.apply_alert(current, event)
         store.put_alert(session, alert=alert)
         to = list(alert.to_nodes) if kind == "raised" else [alert.from_node]
         messages = relay(county, to, "alert", kind, event.id, envelope.data, current_headers())
@@ -134,6 +121,7 @@ def alert_inbound_handler(node_code: str, county: str) -> Handler:
         "联防预警事件",
         required=ALERT_REQUIRED,
         checks=[_relayed_by(county, "联防预警不是县级中心转发的")],
+        relays=True,
     )
 
     def apply(session: Session, envelope: Envelope[pb.RiskAlertEvent]) -> None:

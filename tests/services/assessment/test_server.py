@@ -26,11 +26,13 @@ TOWN, COUNTY = "371702101", "371702"
 
 
 class Delivered:
-    """What the handler reads of a delivered JetStream message: its body and its subject."""
+    """What the handler reads of a delivered JetStream message: its body, its subject and its
+    headers (none: published into the receiving node's own stream)."""
 
     def __init__(self, data: bytes, subject: str = event_subject(TOWN, "project", "registered")) -> None:
         self.data = data
         self.subject = subject
+        self.headers: dict[str, str] | None = None
 
 
 def event(seq: int, *, node: str = TOWN, **payload: Any) -> pb.ProjectEvent:
@@ -62,9 +64,10 @@ def county_db(database_url: Callable[[str], str]) -> Iterator[Database]:
         db.close()
 
 
-def deliver(db: Database, message: pb.ProjectEvent | bytes) -> None:
+def deliver(db: Database, message: pb.ProjectEvent | bytes, *, sender: str = TOWN) -> None:
     data = message if isinstance(message, bytes) else message.SerializeToString()
-    db.transaction(lambda s: project_event_handler(COUNTY)(s, Delivered(data)))  # type: ignore[arg-type]
+    delivered = Delivered(data, event_subject(sender, "project", "registered"))
+    db.transaction(lambda s: project_event_handler(COUNTY)(s, delivered))  # type: ignore[arg-type]
 
 
 def test_replicated_events_apply_in_order_and_once(county_db: Database) -> None:
@@ -82,6 +85,8 @@ def test_replicated_events_apply_in_order_and_once(county_db: Database) -> None:
 
 def test_foreign_or_malformed_project_events_are_dead_letters(county_db: Database) -> None:
     with pytest.raises(BadMessage, match="辖区外"):
+        deliver(county_db, event(1, node="371703101"), sender="371703101")
+    with pytest.raises(BadMessage, match=r"^伪造或越权：项目事件自称由 371703101 发出，实际发送中心为 371702101"):
         deliver(county_db, event(1, node="371703101"))
     with pytest.raises(BadMessage, match="无法解析"):
         deliver(county_db, b"\xff\xff\xff")
@@ -89,6 +94,26 @@ def test_foreign_or_malformed_project_events_are_dead_letters(county_db: Databas
         deliver(county_db, pb.ProjectEvent(id="x", project_id="p1", seq=1, node=TOWN))
     with pytest.raises(BadMessage, match="尚未登记"):
         deliver(county_db, event(1))
+
+
+def test_only_a_projects_center_writes_its_events_and_none_takes_a_place_already_written(
+    county_db: Database,
+) -> None:
+    sibling = f"{TOWN[:6]}102"
+    deliver(county_db, REGISTERED)
+    with pytest.raises(
+        BadMessage, match=f"^伪造或越权：项目事件（gate_passed）由 {sibling} 发出，只有项目登记中心 {TOWN}"
+    ):
+        deliver(county_db, event(2, node=sibling), sender=sibling)
+    deliver(county_db, REGISTERED)  # the same event again: already here
+    second = pb.ProjectEvent()
+    second.CopyFrom(REGISTERED)
+    second.id = "another"
+    with pytest.raises(BadMessage, match="第 1 号事件已由另一事件写入"):
+        deliver(county_db, second)
+    deliver(county_db, ASSESSED)  # the genuine next event still applies
+    project = county_db.transaction(lambda s: store.get_project(s, project_id="p1"))
+    assert project.version == 2 and project.node == TOWN
 
 
 REGISTER = pb.RegisterProjectRequest(

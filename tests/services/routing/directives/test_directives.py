@@ -163,4 +163,5 @@ async def test_a_broken_or_forged_directive_on_the_bus_is_a_dead_letter_and_the_
     letters = await db.run(lambda s: list(s.exec(select(DeadLetter)).all()))
     reasons = sorted(letter.reason for letter in letters)
     assert len(reasons) == 2, reasons
-    assert any("无法解析" in r for r in reasons) and any("非上级" in r for r in reasons)
+    assert any("无法解析" in r for r in reasons)
+    assert any(r.startswith(f"伪造或越权：指令事件自称由 {VILLAGE} 发出，实际发送中心为 {COUNTY}") for r in reasons)
