@@ -50,6 +50,17 @@ escalation or a case update then waits (the soak measured 30 s tails at the old 
 still being applied when it runs out is delivered again and recognised by the inbox."""
 
 
+RETRY_FIRST_S = 0.02
+RETRY_MAX_S = 2.0
+
+
+def retry_delay(delivered: int) -> float:
+    """How long a message that may apply later waits before its next delivery: 20 ms at first (a
+    concurrent writer is done by then), doubling to 2 s, so a message whose predecessor is long
+    in coming costs a redelivery every 2 s, not a busy loop."""
+    return min(RETRY_FIRST_S * 2 ** min(max(delivered - 1, 0), 16), RETRY_MAX_S)
+
+
 class Rejected(NamedTuple):
     """A node's rejected messages at a glance: dead letters, the forged ones among them by event
     type (the last token of their subject), and the latest forged one's reason."""
@@ -215,7 +226,7 @@ class InboxConsumer:
                 reason = exc.message
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
             except (Unavailable, IntegrityError, NotYet):  # store down, a concurrent writer, too early
-                await msg.nak(delay=0.02)
+                await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
                 return
             except Exception as exc:  # a bug must not wedge the stream: keep it, with the reason
                 log.exception("consumer %s failed on %s", self._durable, message_id)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from devtools.natsserver import NatsServer
-from fengqiao import bus, inbox, migrations, outbox, quarantine
+from fengqiao import bus, errors, inbox, migrations, outbox, quarantine
 from fengqiao.cases import store as casestore
 from fengqiao.cases.records import Counter
 from fengqiao.clock import FakeClock
@@ -229,3 +232,37 @@ async def test_a_late_mark_by_a_second_relay_never_deletes_a_new_row_that_took_t
     assert await a.relay_once() == 1
     info = await jets.stream_info(STREAM)
     assert info.state.messages == 2  # both events are in the stream, once each
+
+
+def test_a_message_that_waits_is_retried_quickly_at_first_then_every_two_seconds() -> None:
+    delays = [inbox.retry_delay(n) for n in range(1, 12)]
+    assert delays[0] == 0.02 and delays == sorted(delays)
+    assert delays[-1] == inbox.RETRY_MAX_S == 2.0
+
+
+async def test_a_message_whose_predecessor_never_comes_does_not_spin(
+    db: Database, js: tuple[NATS, JetStreamContext]
+) -> None:
+    """A 'not yet' is redelivered with a growing delay: over 6 s a handler that always waits sees
+    about ten deliveries, not the three hundred a fixed 20 ms would give."""
+    _, jsc = js
+    clock = FakeClock()
+    subject = f"{own_case_subjects(VILLAGE)[:-1]}received"
+    await jsc.publish(subject, b"x", headers={bus.MSG_ID: "waits-1"})
+    deliveries: list[float] = []
+
+    def waits(_session: Session, _msg: Msg) -> None:
+        deliveries.append(time.monotonic())
+        raise errors.NotYet("前一事件尚未到达")
+
+    consumer = inbox.InboxConsumer(
+        js=jsc, db=db, stream=STREAM, durable="waits", filter_subjects=[subject], handle=waits, now=clock.now
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(6)
+    finally:
+        task.cancel()
+    assert 5 <= len(deliveries) <= 15, len(deliveries)
+    gaps = [b - a for a, b in itertools.pairwise(deliveries)]
+    assert max(gaps) >= 1.5, gaps
