@@ -1,5 +1,6 @@
 """The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
-county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``)."""
+county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``),
+rotate the personal-data keys (``fengqiao keys``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fengqiao import logs
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
-from host import users
+from host import keys, users
 
 DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
 
@@ -198,7 +199,8 @@ def parser() -> argparse.ArgumentParser:
     rendering.add_argument("--config-dir", dest="config_dir", type=Path, default=Path("/etc/fengqiao"))
     rendering.add_argument("--tls-dir", dest="tls_dir", type=Path, help="<code>.crt/.key and ca.crt for leaf TLS")
     rendering.set_defaults(run=_render)
-    users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
+    users.add_parser(sub)  # fengqiao user add / key (host/users.py)
+    keys.add_parser(sub)  # fengqiao keys rotate / reseal / list (host/keys.py)
 
     auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
     audit_sub = auditing.add_subparsers(dest="audit_command", required=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import text
 
-from fengqiao.errors import Unavailable
+from fengqiao.errors import Unavailable, status_of
 from fengqiao.grpcutil import channel
 from fengqiao.security import sealing
 from fengqiao.v1 import case_pb2 as pb
@@ -41,22 +42,45 @@ def test_sealing_moves_the_personal_data_out_of_sight_and_opening_brings_it_back
     assert KEY.opened(case) == a_case()
 
 
-def test_another_key_or_a_changed_ciphertext_cannot_open_it() -> None:
+def test_another_key_or_a_changed_ciphertext_cannot_open_it_and_the_case_is_answered_without_it() -> None:
     case = a_case()
     KEY.seal(case)
     other = sealing.from_settings(sealing.new_key())
-    with pytest.raises(Unavailable, match="另一把密钥"):
-        other.opened(case)
+    with pytest.raises(sealing.SealError, match="未持有的密钥"):
+        other.open(case)
+    shown = other.opened(case)
+    assert not shown.parties and shown.location.address == "" and not shown.sealed_personal
+    assert f"编号 {KEY.current_id}" in shown.personal_note and shown.description == "邻里纠纷"
     tampered = pb.Case()
     tampered.CopyFrom(case)
     tampered.sealed_personal = case.sealed_personal[:-1] + bytes([case.sealed_personal[-1] ^ 1])
-    with pytest.raises(Unavailable, match="校验失败"):
-        KEY.opened(tampered)
+    with pytest.raises(sealing.SealError, match="校验失败"):
+        KEY.open(tampered)
+    assert "校验失败" in KEY.opened(tampered).personal_note
     moved = pb.Case()
     moved.CopyFrom(case)
     moved.receipt_no = "371702101001-20261122-0002"  # sealed data pasted onto another case
-    with pytest.raises(Unavailable):
-        KEY.opened(moved)
+    with pytest.raises(sealing.SealError):
+        KEY.open(moved)
+
+
+def test_an_unreadable_seal_is_never_reported_as_retryable() -> None:
+    status = status_of(sealing.SealError)
+    assert not issubclass(sealing.SealError, Unavailable)
+    assert status.grpc is not grpc.StatusCode.UNAVAILABLE and status.http != 503
+
+
+def test_a_ring_opens_what_each_of_its_keys_sealed_and_seals_with_the_current_one() -> None:
+    old, new = sealing.parse_key(PERSONAL_DATA_KEY), sealing.parse_key(sealing.new_key())
+    ring = sealing.Keyring(lambda: sealing.Keys.of(old, new))
+    before, after = a_case(), a_case()
+    KEY.seal(before)
+    ring.seal(after)
+    assert sealing.sealed_key_id(before.sealed_personal) == sealing.key_id(old)
+    assert sealing.sealed_key_id(after.sealed_personal) == ring.current_id == sealing.key_id(new)
+    assert ring.opened(before) == a_case() == ring.opened(after)
+    assert ring.resealed(before) and not ring.resealed(after)
+    assert sealing.sealed_key_id(before.sealed_personal) == ring.current_id and ring.opened(before) == a_case()
 
 
 def test_a_key_must_be_32_bytes_of_base64() -> None:
