@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -194,10 +195,14 @@ def reseal(
     now: Callable[[], dt.datetime],
     batch: int = 200,
     rounds: int = 3,
+    settle_s: float = 2.0,
     on_batch: Callable[[Progress], None] = lambda _p: None,
 ) -> Summary:
     """Re-seal every stored value under the keyring's current key, resuming where a previous run
-    under the same key stopped; ``on_batch`` hears each committed batch."""
+    under the same key stopped; ``on_batch`` hears each committed batch. The census that ends a
+    round waits until ``settle_s`` after the start, by when the node's running processes have
+    read the rotated keyring (they look again every second) and seal with the new key."""
+    started = time.monotonic()
     key_id = keyring.current_id
     resealed: collections.Counter[str] = collections.Counter()
     for _ in range(rounds):
@@ -208,6 +213,7 @@ def reseal(
                 progress = _batch(db, stored, key_id, keyring, size=batch, now=now())
                 on_batch(progress)
             resealed[stored.name] += progress.resealed - base
+        time.sleep(max(0.0, started + settle_s - time.monotonic()))
         counts = census(db)
         held = keyring.keys(fresh=True).by_id
         older = {name: sum(n for kid, n in c.items() if kid != key_id and kid in held) for name, c in counts.items()}

@@ -102,6 +102,12 @@ class Keyring:
         self._checked = time.monotonic()
         self._aeads: dict[str, AESGCM] = {}
 
+    @classmethod
+    def of(cls, *raws: bytes) -> Keyring:
+        """A keyring of the keys ``raws`` for good, the last one current."""
+        keys = Keys.of(*raws)
+        return cls(lambda: keys)
+
     def keys(self, *, fresh: bool = False) -> Keys:
         """The keys now (asking the source again when ``fresh`` or when the last look is old)."""
         with self._lock:
@@ -193,8 +199,7 @@ class Keyring:
 
 def from_settings(secret: str) -> Keyring:
     """A keyring of one validated ``FQ_PERSONAL_DATA_KEY``."""
-    keys = Keys.of(parse_key(secret))
-    return Keyring(lambda: keys)
+    return Keyring.of(parse_key(secret))
 
 
 if __name__ == "__main__":  # python -m fengqiao.security.sealing: a new FQ_PERSONAL_DATA_KEY

@@ -72,7 +72,7 @@ def test_an_unreadable_seal_is_never_reported_as_retryable() -> None:
 
 def test_a_ring_opens_what_each_of_its_keys_sealed_and_seals_with_the_current_one() -> None:
     old, new = sealing.parse_key(PERSONAL_DATA_KEY), sealing.parse_key(sealing.new_key())
-    ring = sealing.Keyring(lambda: sealing.Keys.of(old, new))
+    ring = sealing.Keyring.of(old, new)
     before, after = a_case(), a_case()
     KEY.seal(before)
     ring.seal(after)
