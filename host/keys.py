@@ -85,6 +85,13 @@ def _rotate(args: argparse.Namespace) -> int:
     settings = KeySettings()
     path = _path(args, settings)
     env = settings.env_key()
+    if env is None and not path.exists():
+        print(
+            f"无法轮换密钥：密钥环文件 {path} 尚不存在，且未设置 FQ_PERSONAL_DATA_KEY；"
+            "新密钥环须包含本节点现有的密钥，否则已存的个人信息将无法解密",
+            file=sys.stderr,
+        )
+        return 1
     text = sys.stdin.readline().strip() if args.key_stdin else new_key()
     try:
         raw = parse_key(text)

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,10 +24,12 @@ from fengqiao.cases import reseal
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.security import keyring, sealing
+from fengqiao.topology import load_topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc
 from harness.county import ADMIN_PASSWORD, PERSONAL_DATA_KEY, LocalCounty, small_county, submit_request
 from host import cli
+from tests.system.test_demo import PASSWORD, TOPOLOGY, free_base, start_demo, stop, wait_healthy
 
 TOWN = "371702101"
 PHONE = "13812345678"
@@ -304,3 +307,88 @@ def test_a_keyring_file_names_its_keys_and_refuses_a_mismatch(tmp_path: Path) ->
         keyring.read(path)
     with pytest.raises(keyring.KeyringError, match="未配置个人信息密钥"):
         keyring.KeyringFile(None, None)
+
+
+@pytest.mark.slow
+def test_rotating_the_key_while_the_demo_runs_leaves_nothing_under_the_old_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole demo county (one shared keyring file, a process per center) rotates while the
+    simulator takes cases in and the centers work them; the county's list is read throughout."""
+    monkeypatch.delenv("FQ_PERSONAL_DATA_KEY", raising=False)  # the operator's shell: the keyring alone
+    base, state = free_base(), tmp_path / "state"
+    ring = state / "keyring.json"
+    codes = [n.code for n in sorted(load_topology(TOPOLOGY).nodes, key=lambda n: -n.tier)]  # villages first
+    urls = {code: f"sqlite:///{state / 'data' / f'{code}.db'}" for code in codes}
+    demo = start_demo(base, state)
+    reads: list[int] = []
+    stop_reading = threading.Event()
+    try:
+        wait_healthy(base, demo)
+        auth = {"Authorization": f"Bearer {demo_token(base)}"}
+        cases = f"http://127.0.0.1:{base}/api/v1/cases"
+
+        def first_cases() -> list[str]:
+            return [c["id"] for c in httpx.get(cases, headers=auth, timeout=10).json()["items"]]
+
+        deadline = time.monotonic() + 60
+        while len(first_cases()) < 5:
+            assert time.monotonic() < deadline, "the county received no cases"
+            time.sleep(0.5)
+        before = first_cases()
+        old = json.loads(ring.read_text())["current"]
+
+        def read_lists() -> None:
+            while not stop_reading.is_set():
+                reads.append(httpx.get(cases, headers=auth, timeout=10).status_code)
+                time.sleep(0.2)
+
+        reader = threading.Thread(target=read_lists)
+        reader.start()
+        rotate = ["keys", "rotate", "--code", "371702", "--keyring", str(ring), "--database", urls["371702"]]
+        assert cli.main([*rotate, "--no-reseal"]) == 0
+        new = json.loads(ring.read_text())["current"]
+        assert new != old
+
+        def under_old() -> dict[str, int]:
+            found = {code: stored_key_ids(url) for code, url in urls.items()}
+            return {code: sum(ids.count(old) for ids in by.values()) for code, by in found.items()}
+
+        deadline = time.monotonic() + 180  # events sealed before the rotation may still be on their way up
+        while left := {code: n for code, n in under_old().items() if n}:
+            assert time.monotonic() < deadline, f"still under the old key: {left}"
+            for code in left:
+                cli.main(["keys", "reseal", "--code", code, "--keyring", str(ring), "--database", urls[code]])
+        stop_reading.set()
+        reader.join()
+        after = [c for c in first_cases() if c not in before]
+        for case_id in (*before[:3], *after[:3]):  # old and new cases read in full at the county
+            detail = httpx.get(f"{cases}/{case_id}", headers=auth, timeout=10).json()
+            assert detail["parties"] and detail["parties"][0]["name"] and not detail.get("personal_note"), detail
+        assert after, "no case was taken in after the rotation"
+    finally:
+        stop_reading.set()
+        out = stop(demo)
+    assert len(reads) > 5 and set(reads) == {200}, reads
+    assert demo.returncode == 0, out
+
+
+def demo_token(base: int) -> str:
+    reply = httpx.post(
+        f"http://127.0.0.1:{base}/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}, timeout=5
+    )
+    assert reply.status_code == 200, reply.text
+    token: str = reply.json()["access_token"]
+    return token
+
+
+def test_rotate_refuses_to_start_a_keyring_without_the_nodes_present_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FQ_PERSONAL_DATA_KEY", raising=False)
+    ring = tmp_path / "keyring.json"
+    args = ["keys", "rotate", "--code", TOWN, "--keyring", str(ring), "--database", f"sqlite:///{tmp_path / 't.db'}"]
+    assert cli.main(args) == 1
+    assert "新密钥环须包含本节点现有的密钥" in capsys.readouterr().err and not ring.exists()
+    assert cli.main(["keys", "reseal", "--code", TOWN, "--database", f"sqlite:///{tmp_path / 't.db'}"]) == 1
+    assert "未配置个人信息密钥" in capsys.readouterr().err
