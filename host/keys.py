@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fengqiao import migrations
 from fengqiao.cases import reseal
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
+from fengqiao.security import audit
 from fengqiao.security import keyring as keyfile
 from fengqiao.security.sealing import Keyring, Keys, new_key, parse_key
 from host.users import AccountSettings
@@ -58,7 +60,13 @@ def _url(args: argparse.Namespace, settings: KeySettings) -> str:
     return str(args.database) if args.database else settings.url_for(args.code)
 
 
-def _reseal(url: str, ring: Keyring, batch: int) -> int:
+def _audited(db: Database, code: str, action: str, subject: str, detail: dict[str, object]) -> None:
+    """The key operation in the node's audit trail, by the operating-system user who ran it."""
+    entry = audit.Entry(at=_now(), node=code, actor=getpass.getuser(), action=action, subject=subject, detail=detail)
+    db.transaction(lambda s: audit.record(s, [entry]))
+
+
+def _reseal(code: str, url: str, ring: Keyring, batch: int, *, rotated: list[str] | None = None) -> int:
     db = Database(url)
     try:
         migrations.upgrade(db.url)
@@ -71,7 +79,11 @@ def _reseal(url: str, ring: Keyring, batch: int) -> int:
                 flush=True,
             )
 
+        if rotated is not None:
+            _audited(db, code, "keys.rotate", ring.current_id, {"older": rotated})
         summary = reseal.reseal(db, ring, now=_now, batch=batch, on_batch=tell)
+        detail = {"resealed": summary.resealed, "older_left": summary.older, "unreadable": summary.unreadable}
+        _audited(db, code, "keys.reseal", summary.key_id, dict(detail))
     except FengqiaoError as exc:
         print(f"重新加密中断（已完成的批次已保存，再次运行即可继续）：{exc.message}", file=sys.stderr)
         return 1
@@ -101,9 +113,16 @@ def _rotate(args: argparse.Namespace) -> int:
         return 1
     older = ", ".join(k for k in keys.by_id if k != keys.current) or "无"
     print(f"当前密钥已改为 {keys.current}（密钥环 {path}；保留的旧密钥：{older}）。县内每个节点须持有同一密钥环。")
+    ring = Keyring(keyfile.KeyringFile(path, env))
     if args.no_reseal:
+        db = Database(_url(args, settings))
+        try:
+            migrations.upgrade(db.url)
+            _audited(db, args.code, "keys.rotate", keys.current, {"older": sorted(set(keys.by_id) - {keys.current})})
+        finally:
+            db.close()
         return 0
-    return _reseal(_url(args, settings), Keyring(keyfile.KeyringFile(path, env)), args.batch)
+    return _reseal(args.code, _url(args, settings), ring, args.batch, rotated=sorted(set(keys.by_id) - {keys.current}))
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -113,7 +132,7 @@ def _resume(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"无法读取密钥：{exc}", file=sys.stderr)
         return 1
-    return _reseal(_url(args, settings), ring, args.batch)
+    return _reseal(args.code, _url(args, settings), ring, args.batch)
 
 
 def _list(args: argparse.Namespace) -> int:

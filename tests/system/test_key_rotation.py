@@ -18,12 +18,14 @@ import grpc
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session, col, select
 
 from devtools.natsserver import NatsServer
 from fengqiao.cases import reseal
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.security import keyring, sealing
+from fengqiao.security.audit import AuditRecord
 from fengqiao.topology import load_topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import intake_pb2, intake_pb2_grpc
@@ -195,6 +197,17 @@ async def test_rotating_the_key_while_the_town_serves_reseals_every_stored_value
             total = len(before) + len(load.taken)
             assert f"{new}  当前密钥  案件 {total} 条、受理事件 {total} 条、待发消息 0 条" in lines
             assert f"{OLD}  旧密钥  案件 0 条、受理事件 0 条、待发消息 0 条" in lines
+            assert {("keys.rotate", new), ("keys.reseal", new)} <= set(await key_operations(node.ctx.db))  # type: ignore[union-attr]
+
+
+async def key_operations(db: Database) -> list[tuple[str, str]]:
+    """(action, key id) of the key operations in the node's audit trail."""
+
+    def read(s: Session) -> list[tuple[str, str]]:
+        rows = s.exec(select(AuditRecord).where(col(AuditRecord.action).startswith("keys."))).all()
+        return [(r.action, r.subject) for r in rows]
+
+    return await db.read(read)
 
 
 def settings_keyring(ring: Path) -> sealing.Keyring:
