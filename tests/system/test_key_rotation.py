@@ -6,7 +6,6 @@ without its personal data and with the reason, and a step on it is recorded once
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import threading
@@ -302,24 +301,6 @@ async def test_a_case_under_a_key_the_town_lacks_is_listed_without_personal_data
             write_ring(ring, stray, old)  # the key comes back: the case opens again, no restart
             again = await api.GetCase(intake_pb2.GetCaseRequest(id=started.id))
             assert again.parties[0].phone == PHONE and not again.personal_note
-
-
-def test_a_keyring_file_names_its_keys_and_refuses_a_mismatch(tmp_path: Path) -> None:
-    path = tmp_path / "keyring.json"
-    raw = sealing.parse_key(sealing.new_key())
-    write_ring(path, raw)
-    assert path.stat().st_mode & 0o777 == 0o600
-    document = json.loads(path.read_text())
-    document["keys"][0]["id"] = "00000000"
-    path.write_text(json.dumps(document))
-    with pytest.raises(keyring.KeyringError, match="与密钥不符"):
-        keyring.read(path)
-    document["keys"][0] |= {"id": sealing.key_id(raw), "key": base64.b64encode(b"short").decode()}
-    path.write_text(json.dumps(document))
-    with pytest.raises(keyring.KeyringError, match="格式不对"):
-        keyring.read(path)
-    with pytest.raises(keyring.KeyringError, match="未配置个人信息密钥"):
-        keyring.KeyringFile(None, None)
 
 
 @pytest.mark.slow
