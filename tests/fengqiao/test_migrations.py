@@ -474,9 +474,15 @@ def the_previous_release_cases_read_after_a_key_rotation(url: str) -> None:
     db = Database(url)
     try:
         summary = reseal.reseal(db, ring, now=lambda: dt.datetime.now(dt.UTC), batch=7, settle_s=0)
+        counted = reseal.census(db, chunk=4)  # a chunk at a time: the same as all at once
     finally:
         db.close()
     assert summary.resealed == {"case_record": len(cases), "case_event": len(received), "outbox": 0}
+    assert {name: dict(c) for name, c in counted.items()} == {
+        "case_record": {ring.current_id: len(cases)},
+        "case_event": {ring.current_id: len(received)},
+        "outbox": {},
+    }
     again = [case_pb2.Case.FromString(bytes(row[-1])) for row in every_row(url)["case_record"]]
     again += [e.received.case for log in raw_logs(url) for e in log if e.HasField("received")]
     assert {sealing.sealed_key_id(c.sealed_personal) for c in again} == {ring.current_id}
