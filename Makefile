@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PROTOS := $(wildcard proto/fengqiao/v1/*.proto)
 STUBS := fengqiao/v1/.generated
+BUF := node_modules/.bin/buf
+PREVIOUS_PROTOS := tests/fixtures/previous_release_proto
 B ?=
 ARGS ?=
 
@@ -42,7 +44,7 @@ run: install ## start a whole sample county on this machine (fengqiao demo)
 	$(VENV)/bin/fengqiao demo $(ARGS)
 
 .PHONY: test
-test: install browser ## run every test (needs PostgreSQL at 127.0.0.1:5432)
+test: install browser $(BUF) ## run every test (needs PostgreSQL at 127.0.0.1:5432)
 	$(PY) -m pytest $(ARGS)
 
 # The console's browser tests drive Debian's chromium (Playwright downloads no browser here);
@@ -52,14 +54,27 @@ browser: ## install Debian's chromium and CJK fonts for the browser tests, when 
 	@command -v chromium >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q . || \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
-# ECharts is pinned in package.json/package-lock.json and its built file committed under
-# gateway/console/vendor/, so a fresh machine needs no npm; this re-fetches it.
+# ECharts, Swagger UI and ReDoc are pinned in package.json/package-lock.json and their built files
+# committed under gateway/console/vendor/, so a fresh machine needs no npm; this re-fetches them.
 .PHONY: console-assets
-console-assets: ## re-fetch the pinned ECharts (npm ci) into the console's vendor/ folder
+console-assets: ## re-fetch the pinned ECharts, Swagger UI and ReDoc (npm ci) into the console's vendor/ folder
 	npm ci --no-audit --no-fund --ignore-scripts
 	mkdir -p gateway/console/vendor
 	cp node_modules/echarts/dist/echarts.min.js gateway/console/vendor/echarts.min.js
 	cp node_modules/echarts/LICENSE gateway/console/vendor/echarts.LICENSE
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	    gateway/console/vendor/
+	cp node_modules/swagger-ui-dist/LICENSE gateway/console/vendor/swagger-ui.LICENSE
+	cp node_modules/redoc/bundles/redoc.standalone.js gateway/console/vendor/redoc.standalone.js
+	cp node_modules/redoc/LICENSE gateway/console/vendor/redoc.LICENSE
+
+# buf checks the protobuf contract (buf.yaml); it is pinned in package.json/package-lock.json
+# and comes from the npm registry (npm ci), with Debian's npm when there is none.
+$(BUF): package.json package-lock.json
+	@command -v npm >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; }
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
 
 # promtool checks the alert rules; it comes with Debian's prometheus package (the server is
 # installed but not started).
@@ -72,11 +87,13 @@ K8S_VERSION ?= 1.28.0
 K8S_MANIFESTS = $(filter-out %/kustomization.yaml %/topology.yaml,$(wildcard deploy/rendered/k8s/*.yaml))
 
 .PHONY: lint
-lint: install promtool ## ruff, mypy, the import rules (lint-imports), the alert rules (promtool), the rendered manifests
+lint: install promtool $(BUF) ## ruff, mypy, the import rules (lint-imports), the protobuf contract (buf), the alert rules (promtool), the rendered manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy fengqiao services host gateway devtools harness bench
 	$(VENV)/bin/lint-imports
+	$(BUF) lint
+	$(BUF) breaking --against $(PREVIOUS_PROTOS)
 	promtool check rules deploy/prometheus/fengqiao-alerts.yaml
 	cd deploy/prometheus && promtool test rules fengqiao-alerts.test.yaml
 	$(VENV)/bin/kubernetes-validate --strict --quiet --kubernetes-version $(K8S_VERSION) $(K8S_MANIFESTS)

@@ -29,10 +29,11 @@ from devtools.natsserver import NatsServer
 from devtools.processes import stop_process
 from devtools.robot import run_handling
 from devtools.simulator import run_simulator
+from fengqiao.divisions import Tier
 from fengqiao.grpcutil import channel
 from fengqiao.natsconfig import client_urls, render, server_files
 from fengqiao.security import keyring, sealing
-from fengqiao.topology import Topology, dump_topology, load_topology
+from fengqiao.topology import NodeSpec, Topology, dump_topology, load_topology
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
 
 
@@ -140,10 +141,18 @@ def _wait_healthy(topology: Topology, procs: dict[str, subprocess.Popen[bytes]],
     return None if not pending else f"节点未在 60 秒内就绪：{', '.join(pending)}"
 
 
-async def _simulate(topology: Topology, rate: float, stop: asyncio.Event) -> None:
+async def _nothing() -> int:
+    return 0
+
+
+async def _simulate(topology: Topology, rate: float, robot: bool, stop: asyncio.Event) -> None:
+    """The simulator (when ``rate`` > 0) and the robot working its cases (when ``robot``), with the
+    county's figures every 10 s, until ``stop``."""
     county = topology.county
-    sim = asyncio.create_task(run_simulator(topology=topology, rate_per_s=rate, stop=stop))
-    work = asyncio.create_task(run_handling(topology=topology, stop=stop))
+    simulating = rate > 0
+    simulator = run_simulator(topology=topology, rate_per_s=rate, stop=stop) if simulating else _nothing()
+    sim = asyncio.create_task(simulator)
+    work = asyncio.create_task(run_handling(topology=topology, stop=stop) if simulating and robot else asyncio.sleep(0))
     ch = channel(county.grpc_address)
     stub = federation_pb2_grpc.FederationStub(ch)
     try:
@@ -183,11 +192,62 @@ def demo_keyring(state_dir: Path) -> Path:
     return path
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoAccount:
+    """An operator the demo creates at its own center, so the console can be tried in every seat."""
+
+    username: str
+    role: str
+    label: str
+    tier: Tier
+    department: str = ""
+
+    def node(self, topology: Topology) -> NodeSpec:
+        """The first center of the account's tier: 镇 for the town's, 村 for the village's."""
+        return next(n for n in topology.nodes if n.tier is self.tier)
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount("zhenzhiban", "duty_officer", "乡镇值班员", Tier.TOWN),
+    DemoAccount("sifasuo", "mediator", "司法所调解员", Tier.TOWN, department="司法所"),
+    DemoAccount("wanggeyuan", "grid_worker", "网格员", Tier.VILLAGE),
+)
+
+
+def create_accounts(topology: Topology, password: str) -> list[str]:
+    """Create (or reset) the demo's operators, each at its own center's API as that center's
+    admin; the lines to print for them."""
+    lines = []
+    with httpx.Client(timeout=10) as client:
+        for account in DEMO_ACCOUNTS:
+            node = account.node(topology)
+            base = f"http://{node.http_address}"
+            login = client.post(f"{base}/api/v1/auth/token", data={"username": "admin", "password": password})
+            login.raise_for_status()
+            body = {
+                "username": account.username, "password": password, "role": account.role,
+                "node_code": node.code, "display_name": account.label, "department": account.department,
+            }  # fmt: skip
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            client.post(f"{base}/api/v1/users", json=body, headers=headers).raise_for_status()
+            lines.append(f"  {account.label}：{account.username}（{node.name} {base}/）")
+    return lines
+
+
 def run_demo(
-    *, topology_file: Path, http_port: int, rate_per_s: float, state_dir: Path, fresh: bool, log_format: str = "text"
+    *,
+    topology_file: Path,
+    http_port: int,
+    rate_per_s: float,
+    state_dir: Path,
+    fresh: bool,
+    robot: bool = True,
+    auto_accept: bool = False,
+    log_format: str = "text",
 ) -> int:
     """Run the sample county until Ctrl-C; returns the exit code. Each node logs in ``log_format``
-    to ``<state_dir>/logs/<code>.log``."""
+    to ``<state_dir>/logs/<code>.log``. The robot works only the simulator's cases (none without
+    ``robot`` or at ``rate_per_s`` 0), and towns accept escalations by hand unless ``auto_accept``."""
     topology = shifted(load_topology(topology_file), http_port)
     wanted = nats_ports(topology) + [p for n in topology.nodes for p in (n.http_port, n.grpc_port, n.metrics_port) if p]
     taken = busy_ports(wanted)
@@ -216,6 +276,7 @@ def run_demo(
         "FQ_OPEN311_API_KEY": open311_key,  # issue 9: every node accepts the demo's Open311 key
         "FQ_DATA_DIR": str(state_dir / "data"),
         "FQ_LOG_FORMAT": log_format,
+        "FQ_ROUTING_AUTO_ACCEPT_ESCALATIONS": "true" if auto_accept else "false",
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -236,15 +297,23 @@ def run_demo(
         county = topology.county
         print(f"\n枫桥演示县已启动：{topology.name}（行政区划代码为样例）", flush=True)
         print(f"  县级操作台： http://{county.http_address}/", flush=True)
-        print(f"  管理员账号： admin   密码：{password}", flush=True)
+        print(f"  管理员账号： admin   密码：{password}（各中心相同）", flush=True)
+        print("  演示操作员（密码同上，各在自己的中心登录）：", flush=True)
+        for line in create_accounts(topology, password):
+            print(line, flush=True)
         if county.metrics_url:
             print(f"  监控指标：   {county.metrics_url}（Prometheus；各中心地址见 /api/v1/nodes）", flush=True)
         print(f"  Open311 api_key：{open311_key}", flush=True)
         if topology.leafnodes:
             configs = state_dir / "rendered"
             print(f"  消息服务：每个中心一台 nats-server（JetStream 叶节点），配置在 {configs}/", flush=True)
-        print(f"  模拟器：每秒约 {rate_per_s:g} 件，日志在 {logs}/。按 Ctrl-C 停止。\n", flush=True)
-        asyncio.run(_run_until_signal(topology, rate_per_s))
+        if rate_per_s <= 0:
+            print(f"  模拟器：未启动（--rate 0），日志在 {logs}/。按 Ctrl-C 停止。\n", flush=True)
+        else:
+            worked = "自动处理模拟案件" if robot else "不自动处理（--no-robot）"
+            print(f"  模拟器：每秒约 {rate_per_s:g} 件，{worked}；操作员受理的案件和上报留给操作员。", flush=True)
+            print(f"  日志在 {logs}/。按 Ctrl-C 停止。\n", flush=True)
+        asyncio.run(_run_until_signal(topology, rate_per_s, robot))
         return 0
     except KeyboardInterrupt:  # Ctrl-C while starting: stop as cleanly as after
         return 0
@@ -260,9 +329,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-async def _run_until_signal(topology: Topology, rate: float) -> None:
+async def _run_until_signal(topology: Topology, rate: float, robot: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await _simulate(topology, rate, stop)
+    await _simulate(topology, rate, robot, stop)

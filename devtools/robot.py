@@ -1,9 +1,12 @@
-"""Simulated center work for the demo: each village and town works through the cases it holds.
+"""Simulated center work for the demo: each village and town works through the simulator's cases
+it holds, and only those (a case an operator takes in, or an escalation of one, is left to the
+operators in the console).
 
 A village first applies the county's containment policy (小事不出村、大事不出镇): what a rule
-sends up is escalated to the town (which takes it automatically); the rest, and what the town
-takes, go round the closed loop — 分类研判, 交办, 签收, 处置, 反馈, 审核, 办结, 回访, 归档 — with the
-occasional 退单, 审核 rework and unsatisfied 回访 that reopens a case.
+sends up is escalated to the town, whose robot accepts it (接收上报; the demo's towns do not
+accept escalations by themselves); the rest, and what the town takes, go round the closed loop —
+分类研判, 交办, 签收, 处置, 反馈, 审核, 办结, 回访, 归档 — with the occasional 退单, 审核 rework and
+unsatisfied 回访 that reopens a case.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 
 import grpc
 
+from devtools.simulator import SIMULATED
 from fengqiao.divisions import Tier
 from fengqiao.grpcutil import channel
 from fengqiao.topology import NodeSpec, Topology
@@ -62,15 +67,32 @@ async def _walk(api: intake_pb2_grpc.IntakeAsyncStub, case: pb.Case, rng: random
         await api.Archive(intake_pb2.ArchiveRequest(case_id=cid, actor=who))
 
 
+def _simulated(cases: Iterable[pb.Case]) -> list[pb.Case]:
+    return [c for c in cases if c.client_request_id.startswith(SIMULATED)]
+
+
+async def _accept_escalations(
+    intake: intake_pb2_grpc.IntakeAsyncStub, routing: routing_pb2_grpc.RoutingAsyncStub, node: NodeSpec
+) -> None:
+    """接收上报 of the simulator's cases sent up to ``node``; they are worked as its own next round."""
+    asked = await intake.ListCases(intake_pb2.ListCasesRequest(origin_node=node.code, status=pb.CASE_STATUS_ESCALATING))
+    for case in _simulated(asked.cases):
+        if case.escalation_to == node.code:
+            accept = routing_pb2.AcceptEscalationRequest(case_id=case.id, actor="值班员", expected_version=case.version)
+            await routing.AcceptEscalation(accept)
+
+
 async def _work(node: NodeSpec, rng: random.Random, stop: asyncio.Event, interval_s: float) -> None:
     async with channel(node.grpc_address) as ch:
         intake, routing = intake_pb2_grpc.IntakeStub(ch), routing_pb2_grpc.RoutingStub(ch)
         while not stop.is_set():
             try:
+                if node.tier is not Tier.VILLAGE:
+                    await _accept_escalations(intake, routing, node)
                 waiting = await intake.ListCases(
                     intake_pb2.ListCasesRequest(holder_node=node.code, status=pb.CASE_STATUS_RECEIVED)
                 )
-                for case in waiting.cases:
+                for case in _simulated(waiting.cases):
                     if node.tier is Tier.VILLAGE:
                         decision = await routing.ApplyPolicy(
                             routing_pb2.ApplyPolicyRequest(

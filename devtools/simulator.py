@@ -23,6 +23,8 @@ from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2, intake_pb2, intake_pb2_grpc
 
 log = logging.getLogger(__name__)
+SIMULATED = "sim-"
+"""The ``client_request_id`` prefix of the simulator's cases: the demo's robot works only these."""
 
 CALL_TIMEOUT_S = 5.0
 RETRY_PAUSE_S = 1.0
@@ -132,7 +134,7 @@ class CaseFactory:
         parties = [self._party(village_code[:6], role) for role in _ROLES[count]]
         urgent = rng.random() < _URGENT_SHARE.get(category, 0.05)
         return intake_pb2.SubmitCaseRequest(
-            client_request_id=f"sim-{rng.getrandbits(64):016x}",
+            client_request_id=f"{SIMULATED}{rng.getrandbits(64):016x}",
             division_code=village_code,
             grid=f"第{rng.randint(1, 8)}网格",
             channel=self._weighted(_CHANNEL_WEIGHTS, DEFAULT_CHANNELS),

@@ -62,8 +62,9 @@ def subject_tokens(code: str) -> tuple[str, str, str]:
     return county, town, village
 
 
-UP_KINDS = ("case", "project", "joint", "alert", "directive")
-"""The kinds of message a node publishes upward into its events stream (its parent sources them)."""
+UP_KINDS = ("case", "project", "joint", "alert", "directive", "audit")
+"""The kinds of message a node publishes upward into its events stream (its parent sources them);
+``audit`` carries the signed checkpoints of its audit chain."""
 
 
 def event_subject(code: str, kind: str, event_type: str) -> str:

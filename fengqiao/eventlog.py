@@ -91,8 +91,11 @@ def published(event: Event, kind: str, headers: Mapping[str, str], *, data: byte
 
 
 def chained(event: Event, kind: str, subject: str, *, at: dt.datetime) -> audit.Entry:
-    """The audit entry ``<kind>.<event type>`` of ``event``'s actor at its node, about ``subject``."""
-    return audit.Entry(at, event.node, event.actor, f"{kind}.{event.WhichOneof('payload')}", subject)
+    """The audit entry ``<kind>.<event type>`` of ``event``'s actor at its node, about ``subject``,
+    chaining the content hash of the event."""
+    action = f"{kind}.{event.WhichOneof('payload')}"
+    sha = audit.content_hash(event.SerializeToString())
+    return audit.Entry(at, event.node, event.actor, action, subject, event_sha256=sha)
 
 
 _Ev = TypeVar("_Ev", bound=Event)

@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -23,6 +24,14 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
+# Swagger UI and ReDoc start from an inline script and ReDoc runs a worker from a blob; still
+# nothing from outside the node.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'none'; base-uri 'self'"
+)
+VENDOR = "/console/vendor"
 
 
 def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
@@ -33,6 +42,8 @@ def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
         description='综治中心县、乡镇、村三级协同与统计接口。错误以 {"detail": …} 返回中文说明；'
         "Open311 GeoReport v2 接口在 /open311/v2/ 下，错误按其规范返回。操作台在 /。",
         version="0.1.0",
+        docs_url=None,  # served below from the node's own copies, not a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.grpc_address = grpc_address
@@ -52,11 +63,36 @@ def create_app(ctx: NodeContext, *, grpc_address: str) -> FastAPI:
 
     app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
 
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} · 接口文档",
+            swagger_js_url=f"{VENDOR}/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} · 接口说明",
+            redoc_js_url=f"{VENDOR}/redoc.standalone.js",
+            redoc_favicon_url="data:,",
+            with_google_fonts=False,
+        )
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
-        if not request.url.path.startswith(("/docs", "/redoc")):  # Swagger UI loads its own assets
-            response.headers.setdefault("Content-Security-Policy", CSP)
+        docs = request.url.path.startswith(("/docs", "/redoc"))
+        response.headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import grpc
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from fengqiao.divisions import is_within
@@ -16,7 +16,7 @@ from fengqiao.grpcutil import channel
 from fengqiao.security import auth
 from fengqiao.security.roles import PERMISSION_LABELS, Permission, allows, role_of
 from fengqiao.service import NodeContext
-from fengqiao.v1 import assessment_pb2_grpc, federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
+from fengqiao.v1 import assessment_pb2_grpc, common_pb2, federation_pb2_grpc, intake_pb2_grpc, routing_pb2_grpc
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=True)
 
@@ -81,6 +81,14 @@ def require_scope(who: auth.Principal, code: str) -> None:
         raise PermissionDenied(f"无权访问 {code}：账号 {who.username} 只能查看 {who.node_code} 及其下级")
 
 
+def scope_of(who: auth.Principal, ctx: NodeContext, code: str = "") -> str:
+    """The node a read is about: the one named, else the caller's own node (this node, for a caller
+    from above it); refused unless it lies in the caller's subtree."""
+    target = code or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
+    require_scope(who, target)
+    return target
+
+
 def require(who: auth.Principal, permission: Permission) -> None:
     """Refuse unless the caller's role grants ``permission``."""
     if not allows(who.role, permission):
@@ -115,3 +123,15 @@ ManagesJoint = Annotated[auth.Principal, Depends(permitted(Permission.JOINT_MANA
 ReadsProjects = Annotated[auth.Principal, Depends(permitted(Permission.PROJECTS_READ))]
 ManagesProjects = Annotated[auth.Principal, Depends(permitted(Permission.PROJECTS_MANAGE))]
 ManagesUsers = Annotated[auth.Principal, Depends(permitted(Permission.USERS_MANAGE))]
+
+
+def page_request(
+    page_size: Annotated[int, Query(ge=1, le=500, description="每页条数，1–500")] = 50,
+    page_token: Annotated[str, Query(description="上一页返回的 next_page_token，首页留空")] = "",
+) -> common_pb2.PageRequest:
+    """A list's page as its query asks for it."""
+    return common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+
+
+Page = Annotated[common_pb2.PageRequest, Depends(page_request)]
+Direction = Annotated[Literal["in", "out", ""], Query(description="in 收到的、out 发出的，留空为全部")]

@@ -1,6 +1,7 @@
 """The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
-county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``),
-rotate the personal-data keys (``fengqiao keys``)."""
+county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``), back a
+node up and restore it (``fengqiao backup``, ``fengqiao restore``), rotate the personal-data keys
+(``fengqiao keys``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fengqiao import logs
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
-from host import keys, users
+from host import auditing, backup, keys, users
 
 DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
 
@@ -66,8 +67,36 @@ def _demo(args: argparse.Namespace) -> int:
         rate_per_s=args.rate,
         state_dir=args.state_dir,
         fresh=args.fresh,
+        robot=args.robot,
+        auto_accept=args.auto_accept,
         log_format=log_format,
     )
+
+
+CALENDAR_HEADER = """\
+# 县级工作日历：法定节假日与调休上班日（按工作日计算的办理时限、预警和督办以此为准）。
+#
+# 由 `fengqiao calendar generate --years …` 按国务院办公厅公布的放假安排（chinesecalendar 包）生成，
+# 可由县级编辑；修改后各节点自动重新读取，文件有误时沿用上一版并记录原因。
+#   holidays  放假的工作日（周一至周五）及节日名称
+#   workdays  调休上班的周末及说明
+# 某年写作 null 表示当年安排尚未公布：暂按周一至周五计算，公布后请重新生成或手工补入。
+"""
+
+
+def _calendar(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fengqiao import workdays
+
+    data = workdays.generate(args.years)
+    text = CALENDAR_HEADER + yaml.safe_dump(data, allow_unicode=True, sort_keys=True)
+    workdays.parse(yaml.safe_load(text))  # what is written reads back
+    args.out.write_text(text, encoding="utf-8")
+    missing = [year for year, days in data["years"].items() if days is None]
+    print(f"已写入 {args.out}：{'、'.join(str(y) for y in sorted(data['years']))} 年", end="")
+    print(f"；{'、'.join(map(str, missing))} 年的放假安排尚未公布，暂按周一至周五计算" if missing else "")
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -91,25 +120,6 @@ def _render(args: argparse.Namespace) -> int:
         print(f"无法生成配置：{exc}", file=sys.stderr)
         return 1
     print(f"已生成 {len(written)} 个文件到 {args.out}/")
-    return 0
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    from fengqiao.db import Database
-    from fengqiao.security import audit
-
-    db = Database(args.database)
-    try:
-        count, broken = db.transaction(audit.verify)
-    except FengqiaoError as exc:
-        print(f"无法读取审计日志：{exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        db.close()
-    if broken is not None:
-        print(f"审计链断开：第 {broken.row_id} 条记录 —— {broken.reason}（此前 {count} 条完好）")
-        return 1
-    print(f"审计链完整：共 {count} 条记录")
     return 0
 
 
@@ -183,7 +193,13 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start a whole sample county on this machine")
     demo.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
     demo.add_argument("--port", type=int, default=8700, help="the county's HTTP port (others follow it)")
-    demo.add_argument("--rate", type=float, default=2.0, help="simulated cases per second, county-wide")
+    demo.add_argument("--rate", type=float, default=2.0, help="simulated cases per second, county-wide (0: none)")
+    demo.add_argument(
+        "--no-robot", dest="robot", action="store_false", help="leave the simulator's cases to the operators too"
+    )
+    demo.add_argument(
+        "--auto-accept", dest="auto_accept", action="store_true", help="towns accept escalations without an operator"
+    )
     demo.add_argument("--state-dir", dest="state_dir", type=Path, default=Path(".fengqiao/demo"))
     demo.add_argument("--fresh", action="store_true", help="forget the previous run's cases")
     demo.set_defaults(run=_demo)
@@ -201,12 +217,9 @@ def parser() -> argparse.ArgumentParser:
     rendering.set_defaults(run=_render)
     users.add_parser(sub)  # fengqiao user add / key (host/users.py)
     keys.add_parser(sub)  # fengqiao keys rotate / reseal / list (host/keys.py)
+    backup.add_parser(sub)  # fengqiao backup / restore (host/backup.py)
 
-    auditing = sub.add_parser("audit", help="check the node's tamper-evident audit trail")
-    audit_sub = auditing.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="walk the hash chain and name the first broken link")
-    verify.add_argument("--database", required=True, help="the node's database URL (sqlite:///… or postgresql://…)")
-    verify.set_defaults(run=_audit_verify)
+    auditing.add_parser(sub)  # fengqiao audit verify (host/auditing.py)
 
     database = sub.add_parser("db", help="the node's database schema: migrations (Alembic)")
     db_sub = database.add_subparsers(dest="db_command", required=True)
@@ -222,6 +235,13 @@ def parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True, help="what the migration does, in a few words")
     for command in (upgrade, current, history, revision):
         command.set_defaults(run=_db)
+
+    calendar = sub.add_parser("calendar", help="the county's working-day calendar (法定节假日与调休)")
+    calendar_sub = calendar.add_subparsers(dest="calendar_command", required=True)
+    generating = calendar_sub.add_parser("generate", help="write the published arrangements of some years as YAML")
+    generating.add_argument("--years", type=int, nargs="+", required=True, help="e.g. 2026 2027")
+    generating.add_argument("--out", type=Path, required=True, help="the calendar file to write")
+    generating.set_defaults(run=_calendar)
 
     pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)

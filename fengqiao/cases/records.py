@@ -70,7 +70,7 @@ class Counter(SQLModel, table=True):
 
 
 class ResealProgress(SQLModel, table=True):
-    """How far ``fengqiao keys rotate`` has re-sealed one table under one key (migration 0004):
+    """How far ``fengqiao keys rotate`` has re-sealed one table under one key (migration 0005):
     committed with each batch, so an interrupted run goes on from there."""
 
     __tablename__ = "reseal_progress"

@@ -140,14 +140,17 @@ class CaseLog:
         return messages
 
     def audit_entry(self, state: pb.Case, event: pb.CaseEvent, *, now: dt.datetime) -> audit.Entry:
-        """``case.<event type>`` by the event's actor, at the event's own time."""
+        """``case.<event type>`` by the event's actor, at the event's own time, chaining the
+        content hashes of the event and of the case row after its append (``audited_content``)."""
         return audit.Entry(
             at=lifecycle.event_time(event),
             node=event.node,
             actor=event.actor,
             action=f"case.{lifecycle.event_type(event)}",
             subject=event.case_id,
-            detail={"event": event.id, "seq": event.seq},
+            detail={"event": event.id, "seq": event.seq, "version": state.version},
+            event_sha256=audit.content_hash(event.SerializeToString()),  # as _event_values stores it
+            state_sha256=audit.content_hash(state.SerializeToString()),  # as _record_values stores it
         )
 
 

@@ -2,7 +2,9 @@
 certificate's division code decides what the caller may do.
 
 Same node (its other processes, its HTTP front): everything. A tier above (an ancestor): read
-methods only (Get…, List…), plus health and reflection. Anyone else: PERMISSION_DENIED. A caller
+methods only (Get…, List…), plus health and reflection. A tier below: only reading back the
+checkpoints of its own audit chain (``BELOW``; the method checks whose). Anyone else:
+PERMISSION_DENIED. A caller
 without a certificate from the county CA does not get past the TLS handshake.
 """
 
@@ -17,6 +19,8 @@ from fengqiao.divisions import is_within
 from fengqiao.security.pki import TlsFiles
 
 _ALWAYS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+BELOW = ("ListAuditCheckpoints",)
+"""What a node may call on its ancestors (``fengqiao audit verify --parent``)."""
 
 
 def may_call(node: str, peer: str, method: str) -> str | None:
@@ -29,6 +33,8 @@ def may_call(node: str, peer: str, method: str) -> str | None:
         return None
     name = method.rsplit("/", 1)[-1]
     if is_within(node, peer) and name.startswith(("Get", "List")):
+        return None
+    if is_within(peer, node) and name in BELOW:
         return None
     if is_within(node, peer):
         return f"上级节点 {peer} 只能查询 {node}，不能调用 {name}"

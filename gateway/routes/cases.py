@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -19,7 +19,7 @@ from fengqiao.security.privacy import mask_case, mask_event
 from fengqiao.security.roles import Permission, allows
 from fengqiao.service import NodeContext
 from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
-from gateway.deps import Context, ReadsCases, ReadsFigures, Services, Stubs, SubmitsCases, require_scope
+from gateway.deps import Context, Page, ReadsCases, ReadsFigures, Services, Stubs, SubmitsCases, require_scope, scope_of
 
 router = APIRouter(prefix="/api/v1")
 
@@ -37,6 +37,11 @@ def as_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+
+
+def listed(items: Iterable[Message], page: common_pb2.PageInfo) -> dict[str, Any]:
+    """A page of a list, as every list of the API answers it."""
+    return {"items": [as_json(m) for m in items], "next_page_token": page.next_page_token}
 
 
 class Token(BaseModel):
@@ -135,6 +140,7 @@ async def list_cases(
     who: ReadsCases,
     api: Services,
     ctx: Context,
+    page: Page,
     origin_node: str = "",
     category: str = "",
     status: Annotated[int, Query(ge=0, le=INT32, description="fengqiao.v1.CaseStatus 数值")] = 0,
@@ -145,11 +151,8 @@ async def list_cases(
     holder_node: str = "",
     received_from: Annotated[dt.datetime | None, Query(description="受理时间起（含）")] = None,
     received_to: Annotated[dt.datetime | None, Query(description="受理时间止（不含）")] = None,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    page_token: str = "",
 ) -> dict[str, Any]:
-    within = origin_node or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
-    require_scope(who, within)
+    within = scope_of(who, ctx, origin_node)
     if response_class and response_class not in _CLASSES:
         raise InvalidArgument("response_class", "应为 routine、urgent 或 task_force")
     request = intake_pb2.ListCasesRequest(
@@ -161,14 +164,14 @@ async def list_cases(
         response_class=_CLASSES.get(response_class, case_pb2.RESPONSE_CLASS_UNSPECIFIED),
         overdue_only=overdue,
         holder_node=holder_node,
-        page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
+        page=page,
     )
     if received_from is not None:
         request.received_from.FromDatetime(received_from)
     if received_to is not None:
         request.received_to.FromDatetime(received_to)
     if departments.scoped(who):
-        cases, token = await _department_page(api, request, departments.require_department(who), page_size)
+        cases, token = await _department_page(api, request, departments.require_department(who), page.page_size)
     else:
         reply = await api.intake.ListCases(request)
         cases, token = list(reply.cases), reply.page.next_page_token

@@ -4,14 +4,14 @@ dispatch, whistle, report, task-force, subtask-done — are closed-loop steps, i
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from fengqiao.v1 import common_pb2, routing_pb2
-from gateway.deps import Context, Directs, ReadsDepartments, Services, require_scope
-from gateway.routes.cases import as_json
+from fengqiao.v1 import routing_pb2
+from gateway.deps import Context, Direction, Directs, Page, ReadsDepartments, Services, require_scope
+from gateway.routes.cases import as_json, listed
 
 router = APIRouter(prefix="/api/v1")
 
@@ -41,14 +41,12 @@ async def list_directives(
     who: Directs,
     api: Services,
     ctx: Context,
-    direction: Annotated[Literal["in", "out", ""], Query(description="in、out 或留空")] = "",
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    page_token: str = "",
+    page: Page,
+    direction: Direction = "",
 ) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
-    page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     reply = await api.routing.ListDirectives(routing_pb2.ListDirectivesRequest(direction=direction, page=page))
-    return {"items": [as_json(d) for d in reply.directives], "next_page_token": reply.page.next_page_token}
+    return listed(reply.directives, reply.page)
 
 
 @router.post("/directives", status_code=201, summary="向下级中心下达指令或交办事项（断网时暂存，恢复后送达）")

@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from fengqiao.v1 import common_pb2
 from fengqiao.v1 import routing_pb2 as pb
-from gateway.deps import Context, ManagesJoint, ReadsJoint, Services, WorksJoint, require_scope
-from gateway.routes.cases import as_json
+from gateway.deps import Context, Direction, ManagesJoint, Page, ReadsJoint, Services, WorksJoint, require_scope
+from gateway.routes.cases import as_json, listed
 
 router = APIRouter(prefix="/api/v1", tags=["三联"])
 _STATUS = {
@@ -88,20 +87,19 @@ async def list_joint_cases(
     who: ReadsJoint,
     api: Services,
     ctx: Context,
+    page: Page,
     status: Annotated[
         Literal["", "open", "closed", "declined"], Query(description="open、closed、declined 或留空")
     ] = "",
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    page_token: str = "",
 ) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
     request = pb.ListJointCasesRequest(
         viewer=who.node_code,
         status=_STATUS[status],
-        page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
+        page=page,
     )
     reply = await api.routing.ListJointCases(request)
-    return {"items": [as_json(c) for c in reply.joint_cases], "next_page_token": reply.page.next_page_token}
+    return listed(reply.joint_cases, reply.page)
 
 
 @router.post("/joint-cases", status_code=201, summary="发起三联联合案件，邀请相邻乡镇")
@@ -177,14 +175,12 @@ async def list_risk_alerts(
     who: ReadsJoint,
     api: Services,
     ctx: Context,
-    direction: Annotated[Literal["in", "out", ""], Query(description="in、out 或留空")] = "",
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    page_token: str = "",
+    page: Page,
+    direction: Direction = "",
 ) -> dict[str, Any]:
     require_scope(who, ctx.spec.code)
-    page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     reply = await api.routing.ListRiskAlerts(pb.ListRiskAlertsRequest(direction=direction, page=page))
-    return {"items": [as_json(a) for a in reply.alerts], "next_page_token": reply.page.next_page_token}
+    return listed(reply.alerts, reply.page)
 
 
 @router.post("/risk-alerts", status_code=201, summary="向相邻乡镇发出联防预警（断网时暂存，恢复后送达）")

@@ -13,9 +13,8 @@ from pydantic import BaseModel, Field
 
 from fengqiao.security.auth import Principal
 from fengqiao.v1 import assessment_pb2 as pb
-from fengqiao.v1 import common_pb2
-from gateway.deps import Context, ManagesProjects, ReadsProjects, Services, require_scope
-from gateway.routes.cases import INT32, as_json
+from gateway.deps import Context, ManagesProjects, Page, ReadsProjects, Services, require_scope, scope_of
+from gateway.routes.cases import INT32, as_json, listed
 
 router = APIRouter(prefix="/api/v1", tags=["四必评"])
 STAGE_DOC = "环节：立项、决策、实施、验收"
@@ -111,24 +110,22 @@ async def list_projects(
     who: ReadsProjects,
     api: Services,
     ctx: Context,
+    page: Page,
     node: Annotated[str, Query(description="登记中心及其下级的行政区划代码")] = "",
     status: Annotated[str, Query(description="active 推进中、suspended 高风险暂停、completed 四评完成")] = "",
     stage: Annotated[str, Query(description="当前环节：" + STAGE_DOC)] = "",
     kind: str = "",
     level: Annotated[str, Query(description="最新评估的风险等级：low、medium、high")] = "",
     with_cases: Annotated[bool, Query(description="只看已引发矛盾纠纷的项目")] = False,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    page_token: str = "",
 ) -> dict[str, Any]:
-    within = node or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
-    require_scope(who, within)
+    within = scope_of(who, ctx, node)
     reply = await api.assessment.ListProjects(
         pb.ListProjectsRequest(
             within=within, status=status, stage=stage, kind=kind, level=level, with_cases=with_cases,
-            page=common_pb2.PageRequest(page_size=page_size, page_token=page_token),
+            page=page,
         )
     )  # fmt: skip
-    return {"items": [as_json(p) for p in reply.projects], "next_page_token": reply.page.next_page_token}
+    return listed(reply.projects, reply.page)
 
 
 @router.get("/projects/{project_id}", summary="四必评项目详情：各环节、隐患、化解措施、引发的纠纷")

@@ -3,28 +3,22 @@ feed and the 月报 download. Everything is computed by the Federation service o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
+from google.protobuf.message import Message
 
-from fengqiao.security.auth import Principal
 from fengqiao.v1 import federation_pb2
-from gateway.deps import Context, ReadsFigures, Services, require_scope
+from gateway.deps import Context, ReadsFigures, Services, require_scope, scope_of
 from gateway.routes.cases import as_json
 
 router = APIRouter(prefix="/api/v1")
 
 Period = Annotated[str, Query(description="统计周期：2026-11-22、2026-11、2026Q4 或 2026；不填为全部")]
-
-
-def _scope(who: Principal, ctx: Context, code: str) -> str:
-    """The node asked for (the caller's own node, or this one, when none is named)."""
-    target = code or (who.node_code if who.node_code.startswith(ctx.spec.code) else ctx.spec.code)
-    require_scope(who, target)
-    return target
 
 
 @router.get("/nodes/{code}/stats", summary="节点统计数据（周期：2026-11、2026Q4、2026、2026-11-22）")
@@ -40,14 +34,30 @@ async def node_stats(
     return as_json(await api.federation.GetNodeStats(request))
 
 
-def _listed(items: list[dict[str, Any]], which: str, offset: int, limit: int) -> dict[str, Any]:
-    chosen = [i for i in items if not which or i["list"] == which]
-    return {"total": len(chosen), "items": chosen[offset : offset + limit]}
+@dataclasses.dataclass(frozen=True)
+class StandingsPage:
+    """Which standings of a ranking to answer: all, or the red or black list, one page of them."""
+
+    which: str
+    offset: int
+    limit: int
+
+    def of(self, ranking: Message) -> dict[str, Any]:
+        """The ranking's figures with this page of its standings."""
+        body = as_json(ranking)
+        chosen = [i for i in body.pop("standings") if not self.which or i["list"] == self.which]
+        return {**body, "total": len(chosen), "items": chosen[self.offset : self.offset + self.limit]}
 
 
-def _standings(body: dict[str, Any], which: str, offset: int, limit: int) -> dict[str, Any]:
-    """A ranking's figures with one page of its standings (all, or the red or black list)."""
-    return {**{k: v for k, v in body.items() if k != "standings"}, **_listed(body["standings"], which, offset, limit)}
+def standings_page(
+    list: Annotated[Literal["", "red", "black"], Query(description="red 红榜，black 黑榜，不填为全部")] = "",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> StandingsPage:
+    return StandingsPage(list, offset, limit)
+
+
+Standings = Annotated[StandingsPage, Depends(standings_page)]
 
 
 @router.get("/rankings/departments", summary="部门红黑榜（按季度：签收率、按期办结率、退单率、满意度）")
@@ -56,14 +66,12 @@ async def department_ranking(
     api: Services,
     ctx: Context,
     period: Period,
+    standings: Standings,
     code: str = "",
-    list: Annotated[Literal["", "red", "black"], Query(description="red 红榜，black 黑榜，不填为全部")] = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    target = _scope(who, ctx, code)
+    target = scope_of(who, ctx, code)
     reply = await api.federation.RankDepartments(federation_pb2.RankingRequest(code=target, period=period))
-    return _standings(as_json(reply), list, offset, limit)
+    return standings.of(reply)
 
 
 @router.get("/rankings/grid-workers", summary="网格员排行（按月：上报数、办结率、评价得分）")
@@ -72,14 +80,12 @@ async def grid_worker_ranking(
     api: Services,
     ctx: Context,
     period: Period,
+    standings: Standings,
     code: str = "",
-    list: Annotated[Literal["", "red", "black"], Query(description="red 红榜，black 黑榜，不填为全部")] = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    target = _scope(who, ctx, code)
+    target = scope_of(who, ctx, code)
     reply = await api.federation.RankGridWorkers(federation_pb2.RankingRequest(code=target, period=period))
-    return _standings(as_json(reply), list, offset, limit)
+    return standings.of(reply)
 
 
 @router.get("/alerts", summary="研判预警：某类案件在某地明显高于其自身近期基线")
@@ -93,7 +99,7 @@ async def alerts(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    request = federation_pb2.ListAlertsRequest(code=_scope(who, ctx, code))
+    request = federation_pb2.ListAlertsRequest(code=scope_of(who, ctx, code))
     if at is not None:
         request.at.FromDatetime(at if at.tzinfo else at.replace(tzinfo=dt.UTC))
     body = as_json(await api.federation.ListAlerts(request))
@@ -123,7 +129,7 @@ async def monthly_report(
     format: Annotated[Literal["csv", "xlsx"], Query(description="csv 或 xlsx")] = "xlsx",
     code: str = "",
 ) -> Response:
-    request = federation_pb2.MonthlyReportRequest(code=_scope(who, ctx, code), period=period, format=format)
+    request = federation_pb2.MonthlyReportRequest(code=scope_of(who, ctx, code), period=period, format=format)
     reply = await api.federation.GetMonthlyReport(request)
     disposition = f"attachment; filename=\"report.{format}\"; filename*=UTF-8''{quote(reply.filename)}"
     return Response(content=reply.content, media_type=reply.content_type, headers={"Content-Disposition": disposition})

@@ -26,7 +26,14 @@ class FederationSettings(BaseSettings):
     warning_min_count: int = Field(default=5, ge=1)
     warning_min_ratio: float = Field(default=2.0, ge=1)
     feed_key_file: Path | None = Field(
-        default=None, description="the county's Ed25519 PEM; default <data_dir>/<code>-feed-ed25519.pem, made if absent"
+        default=None,
+        description="the node's Ed25519 signing key (audit checkpoints; at the county also the provincial feed);"
+        " default <data_dir>/<code>-feed-ed25519.pem, made if absent",
+    )
+    audit_checkpoint_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="how often a node below the county signs its audit chain's head if it moved; 0: never",
     )
     feed_publish_interval_s: float = Field(
         default=3600.0, ge=0, description="how often the county publishes the feeds of last and this month; 0: never"

@@ -16,12 +16,13 @@ from fengqiao import bus, outbox, quarantine
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.divisions import Tier, is_within, subject_tokens
-from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
+from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound, PermissionDenied
 from fengqiao.grpcutil import grpc_method
+from fengqiao.security.peers import peer_code
 from fengqiao.service import FigureSource
 from fengqiao.topology import NodeSpec, Topology
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
-from services.federation import feed, keys, rankings, report, rules, snapshot, store, views, warning
+from services.federation import checkpoints, feed, keys, rankings, report, rules, snapshot, store, views, warning
 from services.federation.config import FederationSettings
 from services.federation.links import subtree_links
 
@@ -231,6 +232,20 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
             content_type=report.CONTENT_TYPES[kind],
             filename=f"{spec.code}-月报-{period.label}.{kind}",
         )
+
+    @grpc_method
+    async def ListAuditCheckpoints(
+        self, request: federation_pb2.ListAuditCheckpointsRequest, context: grpc.aio.ServicerContext
+    ) -> federation_pb2.ListAuditCheckpointsResponse:
+        node = request.node
+        if not node or node == self._node:
+            raise InvalidArgument("node", "请指定本中心下级的一个中心（本中心的检查点由其上级保存）")
+        spec = self._visible(node)
+        caller = peer_code(context)
+        if caller and caller != self._node and not is_within(spec.code, caller):
+            raise PermissionDenied(f"节点 {caller} 无权读取 {spec.code} 的审计检查点")
+        held = await self._db.read(lambda s: checkpoints.held(s, node=spec.code))
+        return federation_pb2.ListAuditCheckpointsResponse(checkpoints=held)
 
     @grpc_method
     async def ListNodes(

@@ -1,4 +1,5 @@
-"""The county's Ed25519 feed-signing key: a PEM file, created (mode 0600) on first start."""
+"""A node's Ed25519 signing key (its audit checkpoints; at the county also the provincial feed):
+a PEM file, created (mode 0600) on first start."""
 
 from __future__ import annotations
 
@@ -26,14 +27,14 @@ def load_or_create(path: Path) -> Ed25519PrivateKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
-        log.info("generated the provincial feed signing key %s (key id %s)", path, key_id(key.public_key()))
+        log.info("generated the signing key %s (key id %s)", path, key_id(key.public_key()))
         return key
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
-        raise Unavailable(f"无法读取省级数据上报签名密钥 {path}：{exc}") from exc
+        raise Unavailable(f"无法读取本中心的签名密钥 {path}：{exc}") from exc
     if not isinstance(loaded, Ed25519PrivateKey):
-        raise Unavailable(f"省级数据上报签名密钥 {path} 不是 Ed25519 私钥")
+        raise Unavailable(f"本中心的签名密钥 {path} 不是 Ed25519 私钥")
     return loaded
 
 

@@ -20,7 +20,7 @@ from fengqiao.divisions import Tier, down_filter, down_stream, events_stream, su
 from fengqiao.grpcutil import Registration
 from fengqiao.service import NodeContext, ServiceParts
 from fengqiao.v1 import federation_pb2_grpc
-from services.federation import keys
+from services.federation import checkpoints, keys
 from services.federation.config import FederationSettings
 from services.federation.consumers import (
     DOWN_CONSUMER,
@@ -59,6 +59,8 @@ def create(ctx: NodeContext) -> ServiceParts:
     settings = FederationSettings()
     is_county = ctx.spec.tier is Tier.COUNTY
     key_file = settings.feed_key_file or ctx.settings.data_dir / f"{ctx.spec.code}-feed-ed25519.pem"
+    ancestors = ctx.topology.ancestors(ctx.spec.code)
+    signing_key = keys.load_or_create(key_file) if is_county or ancestors else None
     deps = Deps(
         db=ctx.db,
         node_code=ctx.spec.code,
@@ -67,7 +69,7 @@ def create(ctx: NodeContext) -> ServiceParts:
         js=ctx.js,
         clock=ctx.clock,
         settings=settings,
-        feed_key=keys.load_or_create(key_file) if is_county else None,
+        feed_key=signing_key if is_county else None,
         figure_sources=ctx.figure_sources,
     )
     handlers = FederationHandlers(deps)
@@ -88,7 +90,22 @@ def create(ctx: NodeContext) -> ServiceParts:
             batch=settings.sync_batch,
         )
         parts.tasks.append(consumer.run)
-    ancestors = ctx.topology.ancestors(ctx.spec.code)
+        kept = ctx.consumer(
+            stream=events_stream(ctx.spec.code),
+            durable=checkpoints.CONSUMER,
+            filter_subjects=[subtree_subjects(c.code, kind=checkpoints.KIND) for c in children],
+            handle=checkpoints.handler(ctx.spec.code, ctx.clock),
+        )
+        parts.tasks.append(kept.run)
+    if ancestors and signing_key is not None and settings.audit_checkpoint_interval_s > 0:
+        sign = checkpoints.publisher(
+            db=ctx.db,
+            node_code=ctx.spec.code,
+            key=signing_key,
+            clock=ctx.clock,
+            interval_s=settings.audit_checkpoint_interval_s,
+        )
+        parts.tasks.append(sign)
     if ancestors:
         downward = ctx.consumer(
             stream=down_stream(ctx.spec.code),

@@ -34,6 +34,12 @@ def check(content: bytes, content_type: str, *, max_bytes: int, allowed: tuple[s
         raise InvalidArgument("content", f"附件内容与类型 {content_type} 不符")
 
 
+def folder(data_dir: Path, node_code: str) -> Path:
+    """Where a node's attachments live: ``<data_dir>/attachments/<code>`` (``fengqiao backup``
+    copies them from there)."""
+    return data_dir / "attachments" / node_code
+
+
 class AttachmentStore:
     """Files under ``root/ab/cd/<sha256>``, written atomically; metadata in ``attachment``."""
 

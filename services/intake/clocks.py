@@ -8,6 +8,7 @@ restart neither loses nor repeats an alarm; the fold refuses a second alarm for 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
 from fengqiao.telemetry import current_headers, tracer
 from fengqiao.v1 import case_pb2 as pb
+from fengqiao.workdays import WorkCalendar
 from services.intake import deadlines
 from services.intake.config import IntakeSettings
 
@@ -39,17 +41,21 @@ class ClockWatch:
         settings: IntakeSettings,
         clock: Clock,
         on_commit: Callable[[], None],
+        calendar: Callable[[], WorkCalendar] = lambda: deadlines.MONDAY_TO_FRIDAY,
     ) -> None:
+        self._calendar = calendar
         self._db = db
         self._node = node_code
         self._settings = settings
         self._clock = clock
         self._on_commit = on_commit
 
+    def _owed(self, case: pb.Case, now: dt.datetime, supervisor: str) -> list[tuple[str, Message]]:
+        calendar = self._calendar() if deadlines.counts_working_days(case, self._settings) else None
+        return deadlines.owed_alarms(case, now, self._settings.warn_share, supervisor=supervisor, calendar=calendar)
+
     def _alarms(self, case: pb.Case) -> list[tuple[str, Message]]:
-        return deadlines.owed_alarms(
-            case, self._clock.now(), self._settings.warn_share, supervisor=deadlines.supervisor_of(self._node)
-        )
+        return self._owed(case, self._clock.now(), deadlines.supervisor_of(self._node))
 
     def _raise_alarms(self, session: Session, *, case_id: str, headers: dict[str, str]) -> pb.Case:
         return casestore.advance(
@@ -68,7 +74,7 @@ class ClockWatch:
         candidates = await self._db.run(lambda s: casestore.with_alarms_pending(s, holder_node=self._node))
         raised = 0
         for case in candidates:
-            if not deadlines.owed_alarms(case, now, self._settings.warn_share, supervisor=self._node):
+            if not self._owed(case, now, self._node):
                 continue
             with tracer.start_as_current_span("clock alarm"):
                 headers = current_headers()

@@ -23,6 +23,7 @@ from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+from fengqiao.workdays import WorkCalendar
 from services.intake import attachments, deadlines, rules, store
 from services.intake.config import IntakeSettings
 from services.intake.writer import IntakeWriter
@@ -51,8 +52,10 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         writer: IntakeWriter,
         key: Keyring,
         on_commit: Callable[[], None],
+        calendar: Callable[[], WorkCalendar] = lambda: deadlines.MONDAY_TO_FRIDAY,
     ) -> None:
         self._key = key
+        self._calendar = calendar
         self._db = db
         self._node = node_code
         self._topology = topology
@@ -75,7 +78,9 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         submission = store.Submission(
             request=request,
             actor=request.reporter or "intake",
-            deadline=deadlines.intake_deadline(request.response_class, self._clock.now(), self._settings),
+            deadline=deadlines.intake_deadline(
+                request.response_class, self._clock.now(), self._settings, calendar=self._calendar()
+            ),
             headers=current_headers(),
         )
         case, duplicate = await self._writer.submit(submission)
@@ -140,7 +145,10 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             step.CopyFrom(request.step)
             given = step.deadline.ToDatetime(dt.UTC) if step.HasField("deadline") else None
             start = case.clock_start.ToDatetime(dt.UTC)
-            step.deadline.FromDatetime(deadlines.deadline_for(step.response_class, start, self._settings, given=given))
+            ends = deadlines.deadline_for(
+                step.response_class, start, self._settings, given=given, calendar=self._calendar()
+            )
+            step.deadline.FromDatetime(ends)
             return [("triaged", step)]
 
         return await self._held_cases.advance(request, payloads)
@@ -163,7 +171,11 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
     async def RequestExtension(
         self, request: intake_pb2.RequestExtensionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Case:
-        return await self._simple(request, "extension_requested")
+        def payloads(case: pb.Case) -> list[tuple[str, Message]]:
+            deadlines.check_extension_in_time(case, self._clock.now())
+            return [("extension_requested", request.step)]
+
+        return await self._held_cases.advance(request, payloads)
 
     @grpc_method
     async def DecideExtension(
@@ -208,7 +220,8 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
             slip = request.step.slip
             if 1 <= slip.satisfaction <= 2:  # 发回重办
                 reopened = pb.Reopened(reason=f"回访不满意（{slip.satisfaction} 分）：{slip.comment or '未说明'}")
-                reopened.deadline.FromDatetime(self._clock.now() + dt.timedelta(hours=self._settings.reopen_hours))
+                ends = deadlines.reopen_deadline(self._clock.now(), self._settings, calendar=self._calendar())
+                reopened.deadline.FromDatetime(ends)
                 steps.append(("reopened", reopened))
             return steps
 

@@ -1,6 +1,8 @@
 """Intake rules (pure): what a well-formed case looks like, and 受理编号.
 
-Every refusal names the field and says in Chinese what is wrong.
+Every refusal names the field and says in Chinese what is wrong. How long a text field may be is
+not decided here: ``fengqiao/limits.py`` is the one place for that, applied at every gRPC server
+before a handler runs.
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from services.intake.config import IntakeSettings
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,80}$")
 
 
-def _require_text(value: str, field: str, *, limit: int) -> None:
+def _require_text(value: str, field: str) -> None:
     if not value.strip():
         raise InvalidArgument(field, "不能为空")
-    if len(value) > limit:
-        raise InvalidArgument(field, f"超过 {limit} 字的上限（现为 {len(value)} 字）")
 
 
 def validate_submit(
@@ -46,26 +46,18 @@ def validate_submit(
         raise InvalidArgument("division_code", f"行政区划代码 {code} 不属于本中心辖区（{node_code}）")
     vocabulary.check_category(request.category)
     vocabulary.check_channel(request.channel)
-    _require_text(request.description, "description", limit=settings.description_max_chars)
-    if len(request.grid) > settings.text_max_chars:
-        raise InvalidArgument("grid", f"超过 {settings.text_max_chars} 字的上限")
-    if len(request.reporter) > settings.text_max_chars:
-        raise InvalidArgument("reporter", f"超过 {settings.text_max_chars} 字的上限")
-    if len(request.location.address) > settings.text_max_chars:
-        raise InvalidArgument("location.address", f"超过 {settings.text_max_chars} 字的上限")
+    _require_text(request.description, "description")
     lat, lng = request.location.latitude, request.location.longitude
     if (lat or lng) and not (-90 <= lat <= 90 and -180 <= lng <= 180):
         raise InvalidArgument("location", "经纬度超出范围")
     if len(request.parties) > settings.max_parties:
         raise InvalidArgument("parties", f"当事人不能超过 {settings.max_parties} 人")
     for i, party in enumerate(request.parties):
-        _require_text(party.name, f"parties[{i}].name", limit=50)
+        _require_text(party.name, f"parties[{i}].name")
         if party.id_number and (problem := id_number_problem(party.id_number)):
             raise InvalidArgument(f"parties[{i}].id_number", f"身份证号格式不正确：{problem}")
         if party.phone and not is_valid_phone(party.phone):
             raise InvalidArgument(f"parties[{i}].phone", "电话号码格式不正确（手机11位或带区号的座机）")
-        if len(party.role) > 20:
-            raise InvalidArgument(f"parties[{i}].role", "超过 20 字的上限")
 
 
 def receipt_day(now: dt.datetime) -> str:

@@ -23,6 +23,7 @@ from fengqiao.v1 import (
     routing_pb2_grpc,
 )
 from harness.county import LocalCounty, submit_request
+from services.intake.config import IntakeSettings
 from tests.gateway.test_dispatch_api import operator
 from tests.system.test_county_sync import eventually
 
@@ -193,19 +194,21 @@ async def test_over_limit_steps_are_refused_over_http_and_grpc_and_nothing_is_st
 
 
 async def test_a_case_with_its_text_at_the_limits_makes_an_event_far_under_max_payload(village: LocalCounty) -> None:
-    """Measured, not estimated: the event of a case with every text field at its limit (intake's
-    own, tighter rules for a case: description 2000, 20 parties, names 50, roles 20) is the
-    request's text and a small envelope, so any valid request's event fits with margin."""
+    """Measured, not estimated: the event of a case with every text field at its limit (and the
+    most parties intake takes) is the request's text and a small envelope, so any valid request's
+    event fits with margin."""
     bounds = limits.Limits()
     wide = "𠀀"  # 4 bytes in UTF-8, the most a character takes
-    party = case_pb2.Party(name=wide * 50, id_number="37170219850312004X", phone="13812345678", role=wide * 20)
+    party = case_pb2.Party(
+        name=wide * bounds.name, id_number="37170219850312004X", phone="13812345678", role=wide * bounds.code
+    )
     request = submit_request(
         VILLAGE,
-        description=wide * 2000,
-        reporter=wide * 200,
-        grid=wide * 128,
-        parties=[party] * 20,
-        location=case_pb2.Location(address=wide * 200),
+        description=wide * bounds.text,
+        reporter=wide * bounds.name,
+        grid=wide * bounds.code,
+        parties=[party] * IntakeSettings().max_parties,
+        location=case_pb2.Location(address=wide * bounds.name),
     )
     limits.check(request, bounds)
     node = village[VILLAGE].ctx

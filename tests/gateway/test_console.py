@@ -167,3 +167,30 @@ async def test_the_console_shows_the_county_overview_and_a_case_in_chinese(
     print(f"\nscreenshots: {overview} {case_page} {tmp_path / 'console-projects.png'}")
     assert outside == [], f"requests left 127.0.0.1: {outside}"
     assert errors == [], f"script errors: {errors}"
+
+
+async def test_the_api_docs_render_with_nothing_from_outside_the_node(village: LocalCounty, browser: Browser) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc come from the node's own copies (a government
+    intranet reaches no CDN): both draw the API, and no request leaves 127.0.0.1."""
+    base = f"http://127.0.0.1:{village[VILLAGES[0]].http_port}"
+    page = await browser.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    outside: list[str] = []
+
+    async def only_loopback(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
+            await route.continue_()
+        else:
+            outside.append(url)
+            await route.abort()
+
+    await page.route("**/*", only_loopback)
+    await page.goto(base + "/docs")
+    await page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=30_000)
+    swagger = await page.inner_text(".swagger-ui")
+    assert "枫桥" in swagger and "/api/v1/cases" in swagger, swagger[:300]
+    await page.goto(base + "/redoc")
+    await page.wait_for_selector("redoc .api-content h1", timeout=30_000)
+    redoc = await page.inner_text("redoc")
+    assert "枫桥" in redoc and "/api/v1/cases" in redoc, redoc[:300]
+    assert outside == [], f"requests left 127.0.0.1: {outside}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.demo import busy_ports, shifted
+from devtools.demo import DEMO_ACCOUNTS, busy_ports, shifted
 from fengqiao.topology import load_topology
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "topology" / "mudan-sample.yaml"
@@ -32,7 +32,7 @@ def free_base() -> int:
     raise RuntimeError("no free block of ports")
 
 
-def start_demo(base: int, state: Path) -> subprocess.Popen[str]:
+def start_demo(base: int, state: Path, rate: float = 20) -> subprocess.Popen[str]:
     env = {**os.environ, "FQ_DEMO_PASSWORD": PASSWORD}
     return subprocess.Popen(
         [
@@ -43,7 +43,7 @@ def start_demo(base: int, state: Path) -> subprocess.Popen[str]:
             "--port",
             str(base),
             "--rate",
-            "20",
+            str(rate),
             "--state-dir",
             str(state),
         ],
@@ -83,6 +83,31 @@ def county_figures(base: int, token: str) -> tuple[int, int]:
     return int(reply.json()["received"]), int(reply.json()["closed"])
 
 
+def log_in_as(port: int, username: str) -> httpx.Response:
+    """Log in at a center of the demo; the demo creates its operators once every center answers,
+    so the first tries may come before."""
+    deadline = time.monotonic() + 30
+    while True:
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token", data={"username": username, "password": PASSWORD}, timeout=5
+        )
+        if reply.status_code == 200 or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.5)
+
+
+def read_until(demo: subprocess.Popen[str], words: str, timeout_s: float = 60) -> str:
+    """What the demo printed up to and including the first line with ``words``."""
+    assert demo.stdout is not None
+    deadline, seen = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        seen.append(line)
+        if words in line or not line:
+            break
+    return "".join(seen)
+
+
 def stop(demo: subprocess.Popen[str]) -> str:
     demo.send_signal(signal.SIGINT)
     out, _ = demo.communicate(timeout=60)
@@ -109,6 +134,17 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
             timeout=5,
         )
         assert village.status_code == 200
+        # The demo's operators log in at their own centers, each with its role.
+        moved = shifted(load_topology(TOPOLOGY), base)
+        for account in DEMO_ACCOUNTS:
+            port = account.node(moved).http_port
+            mine = log_in_as(port, account.username)
+            me = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/auth/me",
+                headers={"Authorization": f"Bearer {mine.json()['access_token']}"},
+                timeout=5,
+            )
+            assert me.status_code == 200 and me.json()["role"] == account.role, me.text
         first, _ = county_figures(base, token)
         deadline = time.monotonic() + 30
         while county_figures(base, token)[0] <= first + 5:
@@ -127,13 +163,15 @@ def test_demo_serves_the_county_and_its_case_count_grows_then_ctrl_c_stops_every
     county_log = (tmp_path / "state" / "logs" / "371702.log").read_text(encoding="utf-8")
     assert " INFO host.node: node 371702 " in county_log, "make run's nodes log for people (FQ_LOG_FORMAT=text)"
 
-    # A second run over the same state starts cleanly.
-    again = start_demo(base, tmp_path / "state")
+    # A second run over the same state starts cleanly; at --rate 0 nothing is simulated.
+    again = start_demo(base, tmp_path / "state", rate=0)
     try:
         wait_healthy(base, again)
+        started = read_until(again, "模拟器")
     finally:
-        stop(again)
-    assert again.returncode == 0
+        out = started + stop(again)
+    assert again.returncode == 0, out
+    assert "模拟器：未启动" in out and "Traceback" not in out, out
 
 
 def test_demo_names_a_port_that_is_already_in_use(tmp_path: Path) -> None:

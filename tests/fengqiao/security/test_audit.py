@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from fengqiao import migrations
+from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
 from fengqiao.security import audit
@@ -88,7 +89,8 @@ def test_a_row_forged_with_a_fresh_hash_still_breaks_the_next_link(chained: str)
     db = Database(chained)
     try:
         row = db.transaction(lambda s: s.exec(select(audit.AuditRecord).where(audit.AuditRecord.id == 9)).one())
-        forged = audit.digest(row.prev_hash, row.at, row.node, "他人", row.action, row.subject, row.detail)
+        row.actor = "他人"
+        forged = audit.row_hash(row)
         db.transaction(
             lambda s: s.connection().execute(
                 text("UPDATE audit_log SET actor = '他人', hash = :h WHERE id = 9"), {"h": forged}
@@ -135,3 +137,178 @@ async def test_reading_a_cases_personal_data_in_full_is_audited(village: LocalCo
         ("admin", case.id, '{"view":"case"}'),
         ("admin", case.id, '{"view":"timeline"}'),
     ]
+
+
+def rehash_from(url: str, first: int) -> None:
+    """What someone who can write the database does after an edit: re-hash every row from
+    ``first`` on, so that every link holds again."""
+    db = Database(url)
+    try:
+
+        def rewrite(session: Session) -> None:
+            rows = session.exec(select(audit.AuditRecord).order_by(audit.AuditRecord.id)).all()  # type: ignore[arg-type]
+            prev = audit.GENESIS
+            for row in rows:
+                if int(row.id or 0) >= first:
+                    row.prev_hash = prev
+                    row.hash = audit.row_hash(row)
+                    session.add(row)
+                prev = row.hash
+
+        db.transaction(rewrite)
+    finally:
+        db.close()
+
+
+def anchors_of(url: str, *row_ids: int) -> list[audit.Anchor]:
+    """Checkpoints of the chain as it is now at ``row_ids``, as a parent would hold them."""
+    db = Database(url)
+    try:
+        rows = db.transaction(
+            lambda s: s.exec(select(audit.AuditRecord).where(col(audit.AuditRecord.id).in_(row_ids))).all()
+        )
+    finally:
+        db.close()
+    return [audit.Anchor(int(r.id or 0), r.hash, f"2026-11-22T08:0{i}:00+00:00") for i, r in enumerate(rows)]
+
+
+def examine(url: str, anchors: list[audit.Anchor]) -> audit.Verdict:
+    db = Database(url)
+    try:
+        return db.transaction(lambda s: audit.examine(s, anchors=anchors))
+    finally:
+        db.close()
+
+
+def test_a_chain_that_matches_the_parents_checkpoints_verifies(chained: str) -> None:
+    verdict = examine(chained, anchors_of(chained, 5, 12, 20))
+    assert verdict.ok and verdict.count == 20
+
+
+@pytest.mark.parametrize(
+    ("tamper", "rehash_at", "named"),
+    [
+        # one row rewritten, every row after it re-hashed: the links hold, the checkpoint of row 12 does not
+        (
+            "UPDATE audit_log SET actor = '他人' WHERE id = 7",
+            7,
+            "与上级所存检查点（第 12 条，2026-11-22T08:01:00+00:00）不符：第 6–12 条",
+        ),
+        # two rows deleted in the middle, the rest re-hashed
+        (
+            "DELETE FROM audit_log WHERE id IN (8, 9)",
+            8,
+            "与上级所存检查点（第 12 条，2026-11-22T08:01:00+00:00）不符：第 6–12 条",
+        ),
+        # the tail cut off before the newest checkpoint: nothing left to break a link
+        ("DELETE FROM audit_log WHERE id > 15", None, "之前的记录被截断：本地链只到第 15 条，第 16–20 条已不存在"),
+    ],
+)
+def test_rewriting_deleting_or_truncating_before_a_checkpoint_is_named(
+    chained: str, tamper: str, rehash_at: int | None, named: str
+) -> None:
+    anchors = anchors_of(chained, 5, 12, 20)
+    run_sql(chained, tamper)
+    if rehash_at is not None:
+        rehash_from(chained, rehash_at)
+    db = Database(chained)
+    try:
+        _, broken = db.transaction(audit.verify)
+    finally:
+        db.close()
+    assert broken is None  # the chain alone holds: only the checkpoints tell
+    verdict = examine(chained, anchors)
+    assert len(verdict.problems) == 1 and named in verdict.problems[0].reason, verdict.problems
+
+
+def test_a_checkpoint_whose_row_is_gone_but_the_chain_goes_on_is_named(chained: str) -> None:
+    anchors = anchors_of(chained, 12)
+    run_sql(chained, "DELETE FROM audit_log WHERE id = 12")
+    rehash_from(chained, 13)
+    (problem,) = examine(chained, anchors).problems
+    assert problem.row_id == 12 and "所记的记录已被删除" in problem.reason
+
+
+def test_old_rows_keep_their_formula_and_new_rows_chain_content(chained: str) -> None:
+    """A row of the previous release (format 1) verifies beside rows of format 2."""
+    run_sql(chained, "DELETE FROM audit_log")
+    db = Database(chained)
+    try:
+        old = audit.digest(audit.GENESIS, "2026-01-01T00:00:00+00:00", VILLAGE, "管理员", "login", "admin", "{}")
+        db.transaction(
+            lambda s: s.connection().execute(
+                text(
+                    "INSERT INTO audit_log (id, at, node, actor, action, subject, detail, prev_hash, hash) "
+                    "VALUES (1, '2026-01-01T00:00:00+00:00', :n, '管理员', 'login', 'admin', '{}', :g, :h)"
+                ),
+                {"n": VILLAGE, "g": audit.GENESIS, "h": old},
+            )
+        )
+        db.transaction(lambda s: audit.record(s, entries(2)))
+        rows = db.transaction(lambda s: s.exec(select(audit.AuditRecord).order_by(audit.AuditRecord.id)).all())  # type: ignore[arg-type]
+        assert [r.format for r in rows] == [1, 2, 2]
+        assert db.transaction(audit.verify) == (3, None)
+    finally:
+        db.close()
+
+
+async def test_editing_a_stored_event_or_case_is_named(village: LocalCounty) -> None:
+    """The chain holds the content hashes of each event and of the case after it: an edit of the
+    stored data, however the audit rows are left, is named by ``fengqiao audit verify``."""
+    async with channel(village[VILLAGE].grpc_address) as ch:
+        api = intake_pb2_grpc.IntakeStub(ch)
+        case = (await api.SubmitCase(submit_request(VILLAGE))).case
+        step = pb.Triaged(category="邻里", response_class=pb.RESPONSE_CLASS_ROUTINE)
+        await api.Triage(intake_pb2.TriageRequest(case_id=case.id, actor="值班员刘洋", step=step))
+    node = village[VILLAGE]
+    db = node.ctx.db  # type: ignore[union-attr]
+    url = db.url
+    assert verify_cli(url).returncode == 0
+
+    received = await db.read(
+        lambda s: s.exec(
+            select(CaseEventRecord).where(CaseEventRecord.case_id == case.id, CaseEventRecord.seq == 1)
+        ).one()
+    )
+    event = pb.CaseEvent.FromString(received.data)
+    event.actor = "他人"
+    await db.run(
+        lambda s: s.connection().execute(
+            text("UPDATE case_event SET data = :d WHERE id = :i"), {"d": event.SerializeToString(), "i": event.id}
+        )
+    )
+    result = verify_cli(url)
+    assert result.returncode == 1
+    assert f"案件事件 {event.id}（案件 {case.id} 第 1 步）的存储内容与审计记录不符" in result.stdout, result.stdout
+
+    stored = await db.read(lambda s: s.exec(select(CaseRecord).where(CaseRecord.id == case.id)).one())
+    edited = pb.Case.FromString(stored.data)
+    edited.description = "改写过的诉求"
+    await db.run(
+        lambda s: s.connection().execute(
+            text("UPDATE case_record SET data = :d WHERE id = :i"), {"d": edited.SerializeToString(), "i": case.id}
+        )
+    )
+    result = verify_cli(url)
+    assert f"案件 {case.id} 的当前记录与审计记录所记的状态不符" in result.stdout, result.stdout
+
+    await db.run(lambda s: s.connection().execute(text("DELETE FROM case_event WHERE id = :i"), {"i": event.id}))
+    result = verify_cli(url)
+    assert f"所记的案件事件 {event.id}（案件 {case.id}）已从案件日志中删除" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--parent", "127.0.0.1:9"], "对照上级检查点时须用 --node 指定本中心的行政区划代码"),
+        (
+            ["--parent", "127.0.0.1:9", "--node", "3717"],
+            "无法对照上级检查点：字段 --node：“3717”不是有效的行政区划代码",
+        ),
+        (["--parent", "127.0.0.1:9", "--node", VILLAGE], "无法从上级 127.0.0.1:9 读取检查点："),
+    ],
+)
+def test_verify_says_why_it_cannot_check_against_the_parent(chained: str, extra: list[str], said: str) -> None:
+    command = [sys.executable, "-m", "host.cli", "audit", "verify", "--database", chained, *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 2 and said in result.stderr, result.stderr

@@ -3,6 +3,7 @@ peer certificate's division code decides what the caller may do."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from devtools.natsserver import NatsServer
 from fengqiao.grpcutil import channel
 from fengqiao.security import pki
 from fengqiao.security.peers import channel_credentials, may_call
-from fengqiao.v1 import intake_pb2, intake_pb2_grpc
+from fengqiao.v1 import federation_pb2, federation_pb2_grpc, intake_pb2, intake_pb2_grpc
 from harness.county import LocalCounty, submit_request
 from tests.conftest import running_county
 
@@ -112,3 +113,37 @@ def test_a_certificate_names_its_node_by_division_code(pki_dir: Path) -> None:
     assert oct((pki_dir / "ca.key").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(Exception, match="已有"):
         pki.init_ca(pki_dir, county=COUNTY, name="again", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("peer", "method", "allowed"),
+    [
+        (VILLAGE, "/fengqiao.v1.Federation/ListAuditCheckpoints", True),  # reading back its own checkpoints
+        (VILLAGE, "/fengqiao.v1.Federation/ListNodes", False),
+        (VILLAGE, "/fengqiao.v1.Intake/ListCases", False),
+        ("371702102001", "/fengqiao.v1.Federation/ListAuditCheckpoints", False),  # a village of another town
+    ],
+)
+def test_what_a_village_may_call_on_its_town(peer: str, method: str, allowed: bool) -> None:
+    assert (may_call(TOWN, peer, method) is None) == allowed
+
+
+async def test_a_village_reads_back_its_own_audit_checkpoints_at_its_town_and_no_one_elses(
+    tmp_path: Path, nats_server: NatsServer, database_url: Callable[[str], str], pki_dir: Path
+) -> None:
+    async with running_county(tmp_path, nats_server.url, database_url, TOWN, VILLAGE, towns=1, villages=2) as local:
+        await local.stop(TOWN)
+        await local.start(TOWN, tls_dir=pki_dir)
+        async with channel(local[TOWN].grpc_address, timeout_s=5, credentials=creds(pki_dir, VILLAGE)) as ch:
+            stub = federation_pb2_grpc.FederationStub(ch)
+            own = await stub.ListAuditCheckpoints(federation_pb2.ListAuditCheckpointsRequest(node=VILLAGE))
+            assert list(own.checkpoints) == []  # none signed yet
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ListAuditCheckpoints(federation_pb2.ListAuditCheckpointsRequest(node=OTHER_VILLAGE))
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert caught.value.details() == f"节点 {VILLAGE} 无权读取 {OTHER_VILLAGE} 的审计检查点"
+        command = [sys.executable, "-m", "host.cli", "audit", "verify", "--database", local[VILLAGE].ctx.db.url]  # type: ignore[union-attr]
+        command += ["--node", VILLAGE, "--parent", local[TOWN].grpc_address, "--tls-dir", str(pki_dir)]
+        result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "（上级尚未存有本中心的检查点）" in result.stdout

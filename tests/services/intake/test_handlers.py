@@ -38,7 +38,7 @@ async def test_retrying_submit_with_the_same_request_id_gives_one_case_and_the_s
     [
         ({"category": ""}, "category"),
         ({"division_code": "371702109009"}, "division_code"),
-        ({"description": "纠纷" * 1001}, "description"),
+        ({"description": "纠纷" * 2001}, "description"),  # over FQ_LIMIT_TEXT (4000)
         ({"parties": [case_pb2.Party(name="张三", phone="1381234")]}, "parties[0].phone"),
         ({"parties": [case_pb2.Party(name="张三", id_number="371702198503120041")]}, "parties[0].id_number"),
     ],

@@ -1,7 +1,7 @@
 """how far re-sealing under a rotated personal-data key has got (reseal_progress)
 
-Revision ID: 0004_reseal_progress
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_reseal_progress"
-down_revision: str | None = "0003"
+revision = "0005"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
