@@ -21,9 +21,10 @@ from sqlmodel import Session, col, select
 
 from devtools.natsserver import NatsServer
 from fengqiao.cases import reseal
+from fengqiao.cases.audited import audited_content
 from fengqiao.db import Database
 from fengqiao.grpcutil import channel
-from fengqiao.security import keyring, sealing
+from fengqiao.security import audit, keyring, sealing
 from fengqiao.security.audit import AuditRecord
 from fengqiao.topology import load_topology
 from fengqiao.v1 import case_pb2 as pb
@@ -197,6 +198,8 @@ async def test_rotating_the_key_while_the_town_serves_reseals_every_stored_value
             assert f"{new}  当前密钥  案件 {total} 条、受理事件 {total} 条、待发消息 0 条" in lines
             assert f"{OLD}  旧密钥  案件 0 条、受理事件 0 条、待发消息 0 条" in lines
             assert {("keys.rotate", new), ("keys.reseal", new)} <= set(await key_operations(node.ctx.db))  # type: ignore[union-attr]
+            verdict = await node.ctx.db.read(lambda s: audit.examine(s, content=audited_content))  # type: ignore[union-attr]
+            assert verdict.problems == [] and verdict.count > 0  # re-sealed rows are not edits
 
 
 async def key_operations(db: Database) -> list[tuple[str, str]]:
