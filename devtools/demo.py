@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -31,7 +32,7 @@ from devtools.simulator import run_simulator
 from fengqiao.divisions import Tier
 from fengqiao.grpcutil import channel
 from fengqiao.natsconfig import client_urls, render, server_files
-from fengqiao.security import sealing
+from fengqiao.security import keyring, sealing
 from fengqiao.topology import NodeSpec, Topology, dump_topology, load_topology
 from fengqiao.v1 import federation_pb2, federation_pb2_grpc
 
@@ -182,6 +183,15 @@ def demo_personal_key(state_dir: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def demo_keyring(state_dir: Path) -> Path:
+    """The demo county's keyring file, shared by all its nodes (one machine): it starts with the
+    demo's key, and ``fengqiao keys rotate --keyring`` on it rotates every node at once."""
+    path = state_dir / "keyring.json"
+    if not path.exists():
+        keyring.rotate(path, sealing.parse_key(demo_personal_key(state_dir)), before=None, now=dt.datetime.now(dt.UTC))
+    return path
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoAccount:
     """An operator the demo creates at its own center, so the console can be tried in every seat."""
@@ -261,6 +271,7 @@ def run_demo(
         **os.environ,
         "FQ_TOKEN_SECRET": secrets.token_urlsafe(32),
         "FQ_PERSONAL_DATA_KEY": demo_personal_key(state_dir),
+        "FQ_PERSONAL_KEYRING": str(demo_keyring(state_dir)),
         "FQ_ADMIN_PASSWORD": password,
         "FQ_OPEN311_API_KEY": open311_key,  # issue 9: every node accepts the demo's Open311 key
         "FQ_DATA_DIR": str(state_dir / "data"),

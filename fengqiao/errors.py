@@ -52,6 +52,11 @@ class Unavailable(FengqiaoError):
     """A dependency (broker, database, another node) cannot be reached now."""
 
 
+class Undecryptable(FengqiaoError):
+    """Stored data this node cannot open (sealed under a key it does not hold, or tampered):
+    retrying does not help, so it is never reported as UNAVAILABLE."""
+
+
 class BadMessage(FengqiaoError):
     """A received message that can never be processed; it goes to the dead-letter table."""
 
@@ -76,6 +81,7 @@ EDGE: dict[type[FengqiaoError], Status] = {
     PermissionDenied: Status(grpc.StatusCode.PERMISSION_DENIED, 403),
     Unauthenticated: Status(grpc.StatusCode.UNAUTHENTICATED, 401),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
+    Undecryptable: Status(grpc.StatusCode.DATA_LOSS, 500),
     # Raised inside bus consumers, never by a request; mapped all the same so that nothing is unmapped.
     BadMessage: Status(grpc.StatusCode.INVALID_ARGUMENT, 400),
     NotYet: Status(grpc.StatusCode.UNAVAILABLE, 503),

@@ -19,7 +19,7 @@ from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.grpcutil import Registration
 from fengqiao.metrics import Gauges, NodeMetrics
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.settings import NodeSettings
 from fengqiao.topology import NodeSpec, Topology
 
@@ -43,7 +43,7 @@ class NodeContext:
     js: JetStreamContext
     clock: Clock
     outbox_written: Callable[[], None]  # wakes the node's outbox relay after a commit
-    personal_key: PersonalKey  # the county's key sealing parties' personal data
+    personal_key: Keyring  # the county's keys sealing parties' personal data (current and older ones)
     # Wired by the host whichever services run in this process: they read the node's database.
     figure_sources: tuple[FigureSource, ...] = ()
     metrics: NodeMetrics | None = None  # the node's Prometheus metrics (the host serves them)

@@ -14,12 +14,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES, DEFAULT_CHANNELS, Vocabulary
 from fengqiao.clock import Clock, ScaledClock, SystemClock
-from fengqiao.security.sealing import parse_key
+from fengqiao.security.keyring import KeyringError, node_keyring
+from fengqiao.security.sealing import Keyring, parse_key
 
 ALL_SERVICES = ("intake", "routing", "assessment", "federation")
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "xxx"}
@@ -71,9 +72,16 @@ class NodeSettings(BaseSettings):
         description="gRPC address of services run by another process of this node, by name",
     )
     token_secret: SecretStr = Field(description="signs operator tokens; at least 32 characters")
-    personal_data_key: SecretStr = Field(
+    personal_data_key: SecretStr | None = Field(
+        default=None,
         description="the county's key sealing parties' personal data at rest: base64 of 32 random bytes, "
-        "the same at every node of the county (`python -m fengqiao.security.sealing` prints a new one)"
+        "the same at every node of the county (`python -m fengqiao.security.sealing` prints a new one); "
+        "beside a keyring file, one of its older keys",
+    )
+    personal_keyring: Path | None = Field(
+        default=None,
+        description="the node's keyring file of personal-data keys (`fengqiao keys rotate` writes it; "
+        "read again when it changes); FQ_PERSONAL_DATA_KEY alone serves while it does not exist",
     )
     token_ttl_minutes: int = 8 * 60
     admin_password: SecretStr | None = Field(default=None, description="seeds the admin account")
@@ -150,12 +158,27 @@ class NodeSettings(BaseSettings):
 
     @field_validator("personal_data_key")
     @classmethod
-    def _real_key_bytes(cls, value: SecretStr) -> SecretStr:
+    def _real_key_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
         try:
             parse_key(value.get_secret_value())
         except ValueError as exc:
             raise MissingSecret(f"FQ_PERSONAL_DATA_KEY is missing or malformed: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _some_personal_key(self) -> NodeSettings:
+        try:
+            self.keyring()
+        except KeyringError as exc:
+            raise MissingSecret(f"FQ_PERSONAL_DATA_KEY / FQ_PERSONAL_KEYRING: {exc}") from exc
+        return self
+
+    def keyring(self) -> Keyring:
+        """The node's personal-data keyring (its file, read again when it changes, and its key)."""
+        env = self.personal_data_key.get_secret_value() if self.personal_data_key is not None else None
+        return node_keyring(self.personal_keyring, env)
 
     @field_validator("open311_api_key")
     @classmethod

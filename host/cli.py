@@ -1,6 +1,7 @@
 """The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
 county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``), back a
-node up and restore it (``fengqiao backup``, ``fengqiao restore``)."""
+node up and restore it (``fengqiao backup``, ``fengqiao restore``), rotate the personal-data keys
+(``fengqiao keys``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fengqiao import logs
 from fengqiao.errors import FengqiaoError
 from fengqiao.settings import LogSettings, MissingSecret, NodeSettings
 from fengqiao.telemetry import exporter_for, setup_tracing
-from host import auditing, backup, users
+from host import auditing, backup, keys, users
 
 DEFAULT_TOPOLOGY = Path("deploy/topology/mudan-sample.yaml")
 
@@ -214,7 +215,8 @@ def parser() -> argparse.ArgumentParser:
     rendering.add_argument("--config-dir", dest="config_dir", type=Path, default=Path("/etc/fengqiao"))
     rendering.add_argument("--tls-dir", dest="tls_dir", type=Path, help="<code>.crt/.key and ca.crt for leaf TLS")
     rendering.set_defaults(run=_render)
-    users.add_parser(sub)  # fengqiao user add / key (fengqiao/users.py)
+    users.add_parser(sub)  # fengqiao user add / key (host/users.py)
+    keys.add_parser(sub)  # fengqiao keys rotate / reseal / list (host/keys.py)
     backup.add_parser(sub)  # fengqiao backup / restore (host/backup.py)
 
     auditing.add_parser(sub)  # fengqiao audit verify (host/auditing.py)

@@ -24,7 +24,7 @@ from fengqiao.gauges import node_gauges
 from fengqiao.grpcutil import start_server
 from fengqiao.metrics import NodeMetrics
 from fengqiao.outbox import OutboxRelay
-from fengqiao.security import auth, sealing
+from fengqiao.security import auth
 from fengqiao.security.peers import PeerPolicy, server_credentials
 from fengqiao.security.pki import TlsFiles
 from fengqiao.service import FigureSource, NodeContext, ServiceParts
@@ -98,7 +98,7 @@ class Node:
         await ensure_streams(js, self.topology, self.spec.code)
         metrics = NodeMetrics(code)
         relay = OutboxRelay(db=db, js=js, on_published=metrics.outbox_published.inc, now=self.clock.now)
-        key = sealing.from_settings(settings.personal_data_key.get_secret_value())
+        key = settings.keyring()
         self.ctx = NodeContext(
             settings,
             self.topology,

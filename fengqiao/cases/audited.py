@@ -1,7 +1,12 @@
 """What the audit trail says of the case tables: each chained case step names the content hash of
 its event and of the case row after it (``CaseLog.audit_entry``); ``audited_content`` compares
 them with what is stored now, so an edit of a stored event or case is named by ``fengqiao audit
-verify`` even when the chain itself holds."""
+verify`` even when the chain itself holds.
+
+The hashes leave the sealed personal data out (``event_hash``, ``state_hash``): re-sealing it under
+a rotated key (``fengqiao/cases/reseal.py``) rewrites those bytes and is no edit, and the sealed
+value guards itself — AES-GCM refuses a changed one, and its associated data binds it to its case.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,39 @@ from sqlmodel import Session
 
 from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.security import audit
+from fengqiao.v1 import case_pb2 as pb
 
 _CASES = CaseRecord.__table__  # type: ignore[attr-defined]
 _EVENTS = CaseEventRecord.__table__  # type: ignore[attr-defined]
+
+
+def state_hash(case: pb.Case) -> str:
+    """The content hash the chain keeps of a case row: its bytes as stored, sealed value left out."""
+    if not case.sealed_personal:
+        return audit.content_hash(case.SerializeToString())
+    bare = pb.Case()
+    bare.CopyFrom(case)
+    bare.ClearField("sealed_personal")
+    return audit.content_hash(bare.SerializeToString())
+
+
+def event_hash(event: pb.CaseEvent) -> str:
+    """The content hash the chain keeps of a case event: its bytes as stored, the sealed value of
+    a ``received`` event's case left out."""
+    if not (event.HasField("received") and event.received.case.sealed_personal):
+        return audit.content_hash(event.SerializeToString())
+    bare = pb.CaseEvent()
+    bare.CopyFrom(event)
+    bare.received.case.ClearField("sealed_personal")
+    return audit.content_hash(bare.SerializeToString())
+
+
+def _stored_event_hash(data: bytes) -> str:
+    return event_hash(pb.CaseEvent.FromString(data))
+
+
+def _stored_state_hash(data: bytes) -> str:
+    return state_hash(pb.Case.FromString(data))
 
 
 def _case_rows(rows: Sequence[audit.AuditRecord]) -> list[tuple[audit.AuditRecord, dict[str, object]]]:
@@ -60,7 +95,7 @@ def audited_content(session: Session, rows: Sequence[audit.AuditRecord]) -> list
             problems.append(
                 audit.Broken(int(row.id or 0), f"所记的案件事件 {event_id}（案件 {row.subject}）已从案件日志中删除")
             )
-        elif audit.content_hash(data) != row.event_sha256:
+        elif _stored_event_hash(data) != row.event_sha256:
             step = f"案件 {row.subject} 第 {detail.get('seq')} 步"
             problems.append(
                 audit.Broken(
@@ -72,7 +107,7 @@ def audited_content(session: Session, rows: Sequence[audit.AuditRecord]) -> list
         held = cases.get(case_id)
         if held is None:
             problems.append(audit.Broken(int(row.id or 0), f"所记的案件 {case_id} 已被删除"))
-        elif held[0] == version and audit.content_hash(held[1]) != row.state_sha256:
+        elif held[0] == version and _stored_state_hash(held[1]) != row.state_sha256:
             problems.append(
                 audit.Broken(int(row.id or 0), f"案件 {case_id} 的当前记录与审计记录所记的状态不符（案件数据被改动）")
             )

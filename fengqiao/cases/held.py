@@ -14,9 +14,11 @@ from fengqiao.cases import store
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import InvalidArgument
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.telemetry import current_headers
 from fengqiao.v1 import case_pb2 as pb
+
+RECORDED = "本步已记录"
 
 
 class CaseStep(Protocol):
@@ -34,7 +36,7 @@ class HeldCases:
     """Appends steps to the cases held at ``node_code``, one transaction per step."""
 
     def __init__(
-        self, *, db: Database, node_code: str, clock: Clock, key: PersonalKey, on_commit: Callable[[], None]
+        self, *, db: Database, node_code: str, clock: Clock, key: Keyring, on_commit: Callable[[], None]
     ) -> None:
         self._db = db
         self._node = node_code
@@ -46,6 +48,7 @@ class HeldCases:
         """Append, as this node's events by the request's actor, the steps that ``steps`` gives for
         the case's current state, and answer the case after them, its personal data opened.
 
+        The answer never fails once the step is committed (see ``recorded``).
         ``expected_version`` 0 takes any version; another that is not the case's current one
         refuses the step (``IllegalTransition``, with the reason in Chinese) and changes nothing.
         """
@@ -66,4 +69,13 @@ class HeldCases:
             )
         )
         self._on_commit()  # wakes the outbox: the events are committed
-        return self._key.opened(case)
+        return recorded(self._key.opened(case))
+
+
+def recorded(answer: pb.Case) -> pb.Case:
+    """The answer to a committed step: whatever goes wrong opening it now, the step stands, so
+    an answer whose personal data cannot be shown says so and that the step was recorded (an
+    error here would invite a retry that writes the step twice)."""
+    if answer.personal_note and not answer.personal_note.startswith(RECORDED):
+        answer.personal_note = f"{RECORDED}（案件版本 {answer.version}）。{answer.personal_note}"
+    return answer

@@ -67,3 +67,19 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     value: int = 0
+
+
+class ResealProgress(SQLModel, table=True):
+    """How far ``fengqiao keys rotate`` has re-sealed one table under one key (migration 0005):
+    committed with each batch, so an interrupted run goes on from there."""
+
+    __tablename__ = "reseal_progress"
+
+    key_id: str = Field(primary_key=True, max_length=8)  # the key the rows are re-sealed under
+    table_name: str = Field(primary_key=True, max_length=40)
+    after: str = Field(default="", max_length=64)  # the last row id done
+    scanned: int = 0
+    resealed: int = 0
+    unreadable: int = 0  # under a key the node does not hold
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None = None

@@ -19,7 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import eventlog, outbox
-from fengqiao.cases import lifecycle
+from fengqiao.cases import audited, lifecycle
 from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.divisions import case_subject, down_subject
 from fengqiao.errors import BadMessage, IllegalTransition, InvalidArgument, NotFound, NotYet
@@ -150,8 +150,8 @@ class CaseLog:
             action=f"case.{lifecycle.event_type(event)}",
             subject=event.case_id,
             detail={"event": event.id, "seq": event.seq, "version": state.version},
-            event_sha256=audit.content_hash(event.SerializeToString()),  # as _event_values stores it
-            state_sha256=audit.content_hash(state.SerializeToString()),  # as _record_values stores it
+            event_sha256=audited.event_hash(event),  # of what _event_values stores, sealed value left out
+            state_sha256=audited.state_hash(state),  # of what _record_values stores, sealed value left out
         )
 
 

@@ -45,7 +45,7 @@ FQ.casePage = async (element, params) => {
   const rows = page.items.map((c) => `<tr>
       <td><a href="#/case/${encodeURIComponent(c.id)}">${FQ.esc(c.receipt_no)}</a></td><td>${FQ.esc(c.category)}</td>
       <td>${FQ.esc(FQ.STATUS[c.status] || c.status)}</td><td>${FQ.esc(FQ.CLASSES[c.response_class] || "")}</td>
-      <td>${FQ.esc(c.channel)}</td><td>${FQ.esc(c.parties.map((p) => p.name).join("、"))}</td>
+      <td>${FQ.esc(c.channel)}</td><td${c.personal_note ? ` class="muted" title="${FQ.esc(c.personal_note)}"` : ""}>${FQ.esc(c.personal_note ? "（个人信息无法解密）" : c.parties.map((p) => p.name).join("、"))}</td>
       <td>${FQ.time(c.received_at)}</td><td>${FQ.time(c.deadline)}</td><td>${FQ.esc(c.holder_node)}</td></tr>`);
   element.innerHTML = `<table class="cases"><thead><tr><th>受理编号</th><th>类别</th><th>状态</th><th>响应</th>
     <th>渠道</th><th>当事人</th><th>受理时间</th><th>办理时限</th><th>承办中心</th></tr></thead>
@@ -72,7 +72,7 @@ FQ.views.case = async (main, id) => {
         ${field("办理时限", FQ.time(c.deadline))}${field("承办中心", c.holder_node)}${field("上报者", c.reporter)}
         ${field("督办次数", c.supervisions)}${field("化解层级", c.mediation_level)}</dl>
         <p class="desc">${FQ.esc(c.description)}</p>
-        <h4>当事人</h4><ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("")}</ul>
+        <h4>当事人</h4>${c.personal_note ? `<p class="muted">${FQ.esc(c.personal_note)}</p>` : ""}<ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("")}</ul>
       </section>
       <section class="card slips"><h3>三单</h3>
         <div class="slip"><h4>交办单</h4><dl>${field("承办部门", a.department)}${field("办理要求", a.requirement)}${field("时限", a.deadline ? FQ.time(a.deadline) : "")}</dl></div>

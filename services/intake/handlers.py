@@ -18,7 +18,7 @@ from fengqiao.db import Database
 from fengqiao.divisions import tier_of
 from fengqiao.errors import NotFound
 from fengqiao.grpcutil import grpc_method
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.telemetry import current_headers
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
@@ -50,7 +50,7 @@ class IntakeHandlers(intake_pb2_grpc.IntakeServicer):
         clock: Clock,
         files: attachments.AttachmentStore,
         writer: IntakeWriter,
-        key: PersonalKey,
+        key: Keyring,
         on_commit: Callable[[], None],
         calendar: Callable[[], WorkCalendar] = lambda: deadlines.MONDAY_TO_FRIDAY,
     ) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from fengqiao.cases import store as casestore
 from fengqiao.cases.records import CaseRecord
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.v1 import case_pb2, intake_pb2
 from services.intake import rules
 
@@ -51,7 +51,7 @@ def existing_requests(session: Session, *, origin_node: str, request_ids: Sequen
 
 
 def submit_batch(
-    session: Session, *, submissions: Sequence[Submission], node_code: str, now: dt.datetime, key: PersonalKey
+    session: Session, *, submissions: Sequence[Submission], node_code: str, now: dt.datetime, key: Keyring
 ) -> list[tuple[case_pb2.Case, bool]]:
     """Take a batch of requests in, in one transaction; a retried request id gets its first case.
     The parties and address are sealed with the county's ``key`` before anything is stored."""

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fengqiao.clock import Clock
 from fengqiao.db import Database
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.v1 import case_pb2
 from services.intake import store
 
@@ -32,7 +32,7 @@ class IntakeWriter:
         db: Database,
         node_code: str,
         clock: Clock,
-        key: PersonalKey,
+        key: Keyring,
         on_commit: Callable[[], None],
         max_batch: int = 256,
     ) -> None:

@@ -15,7 +15,7 @@ from fengqiao.cases.held import HeldCases
 from fengqiao.clock import Clock
 from fengqiao.db import Database
 from fengqiao.errors import InvalidArgument, NotFound
-from fengqiao.security.sealing import PersonalKey
+from fengqiao.security.sealing import Keyring
 from fengqiao.topology import Topology
 from fengqiao.v1 import case_pb2 as pb
 from services.routing.config import RoutingSettings
@@ -39,7 +39,7 @@ class RoutingBase:
         clock: Clock,
         policy: PolicyFile,
         departments: DepartmentFile,
-        key: PersonalKey,
+        key: Keyring,
         on_commit: Callable[[], None],
     ) -> None:
         self._db = db

@@ -49,6 +49,7 @@ def test_every_domain_error_class_has_an_edge_status() -> None:
         (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED, 403),
         (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401),
         (errors.Unavailable, grpc.StatusCode.UNAVAILABLE, 503),
+        (errors.Undecryptable, grpc.StatusCode.DATA_LOSS, 500),
     ],
 )
 def test_request_errors_map_to_the_documented_statuses(
@@ -60,7 +61,7 @@ def test_request_errors_map_to_the_documented_statuses(
 def test_a_subclass_takes_its_nearest_ancestors_status() -> None:
     from fengqiao.security.sealing import SealError
 
-    assert errors.status_of(SealError) == errors.EDGE[errors.Unavailable]
+    assert errors.status_of(SealError) == errors.EDGE[errors.Undecryptable]  # never UNAVAILABLE: not retryable
 
 
 def test_errors_sharing_a_grpc_status_share_the_http_status() -> None:

@@ -21,11 +21,12 @@ from sqlmodel import SQLModel
 
 from bench.recompute import expected, observed
 from fengqiao import migrations
+from fengqiao.cases import reseal
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database, engine_url
-from fengqiao.security import audit
+from fengqiao.security import audit, sealing
 from fengqiao.v1 import case_pb2, federation_pb2
-from harness.county import small_county
+from harness.county import PERSONAL_DATA_KEY, small_county
 from host.cli import main
 from host.node import figure_sources, import_tables
 from services.federation import rules, snapshot, views
@@ -455,3 +456,34 @@ def test_the_previous_release_database_upgrades_in_place_with_nothing_lost_or_ch
     finally:
         db.close()
     assert audit_chain(url) == (ABOUT["audit_rows_verified"] + 1, None)
+    the_previous_release_cases_read_after_a_key_rotation(url)
+
+
+def the_previous_release_cases_read_after_a_key_rotation(url: str) -> None:
+    """Its sealed values (the previous release's single key) open under a keyring that has moved
+    on to a new key, and re-sealing puts every one of them under the new key."""
+    old = sealing.parse_key(PERSONAL_DATA_KEY)
+    ring = sealing.Keyring.of(old, sealing.parse_key(sealing.new_key()))
+    cases = [case_pb2.Case.FromString(bytes(row[-1])) for row in every_row(url)["case_record"]]
+    received = [e.received.case for log in raw_logs(url) for e in log if e.HasField("received")]
+    assert len(cases) == len(received) == ABOUT["rows"]["case_record"]
+    for case in (*cases, *received):
+        assert sealing.sealed_key_id(case.sealed_personal) == sealing.key_id(old)
+        shown = ring.opened(case)
+        assert shown.parties and shown.parties[0].name and not shown.personal_note, case.id
+    db = Database(url)
+    try:
+        summary = reseal.reseal(db, ring, now=lambda: dt.datetime.now(dt.UTC), batch=7, settle_s=0)
+        counted = reseal.census(db, chunk=4)  # a chunk at a time: the same as all at once
+    finally:
+        db.close()
+    assert summary.resealed == {"case_record": len(cases), "case_event": len(received), "outbox": 0}
+    assert {name: dict(c) for name, c in counted.items()} == {
+        "case_record": {ring.current_id: len(cases)},
+        "case_event": {ring.current_id: len(received)},
+        "outbox": {},
+    }
+    again = [case_pb2.Case.FromString(bytes(row[-1])) for row in every_row(url)["case_record"]]
+    again += [e.received.case for log in raw_logs(url) for e in log if e.HasField("received")]
+    assert {sealing.sealed_key_id(c.sealed_personal) for c in again} == {ring.current_id}
+    assert [ring.opened(c).parties for c in again] == [ring.opened(c).parties for c in (*cases, *received)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES, DEFAULT_CHANNELS, Vocabulary
+from fengqiao.security import keyring, sealing
 from fengqiao.settings import ALL_SERVICES, NodeSettings
 from harness.county import PERSONAL_DATA_KEY, TOKEN_SECRET
 
@@ -64,3 +68,21 @@ def test_the_services_of_a_process_come_as_text_or_json(
 ) -> None:
     monkeypatch.setenv("FQ_SERVICES", value)
     assert settings().services == services
+
+
+def test_a_node_needs_its_personal_data_key_or_a_keyring_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FQ_PERSONAL_DATA_KEY", raising=False)
+    monkeypatch.delenv("FQ_PERSONAL_KEYRING", raising=False)
+    given = {"node_code": "371702", "topology_file": "t.yaml", "token_secret": TOKEN_SECRET}
+    with pytest.raises(ValidationError, match="FQ_PERSONAL_DATA_KEY / FQ_PERSONAL_KEYRING: 未配置个人信息密钥"):
+        NodeSettings(**given)  # type: ignore[arg-type]
+    ring = tmp_path / "keyring.json"
+    with pytest.raises(ValidationError, match="不存在，且未设置 FQ_PERSONAL_DATA_KEY"):
+        NodeSettings(**given, personal_keyring=ring)  # type: ignore[arg-type]
+    raw = sealing.parse_key(sealing.new_key())
+    keyring.rotate(ring, raw, before=None, now=dt.datetime.now(dt.UTC))
+    node = NodeSettings(**given, personal_keyring=ring)  # type: ignore[arg-type]
+    assert node.keyring().current_id == sealing.key_id(raw)
+    ring.write_text("{}")
+    with pytest.raises(ValidationError, match=r"密钥环文件 .* 无法读取"):
+        NodeSettings(**given, personal_keyring=ring)  # type: ignore[arg-type]

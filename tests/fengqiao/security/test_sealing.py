@@ -6,10 +6,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session
 
-from fengqiao.errors import Unavailable
+from fengqiao.db import Database
+from fengqiao.errors import Unavailable, status_of
 from fengqiao.grpcutil import channel
 from fengqiao.security import sealing
 from fengqiao.v1 import case_pb2 as pb
@@ -41,22 +44,45 @@ def test_sealing_moves_the_personal_data_out_of_sight_and_opening_brings_it_back
     assert KEY.opened(case) == a_case()
 
 
-def test_another_key_or_a_changed_ciphertext_cannot_open_it() -> None:
+def test_another_key_or_a_changed_ciphertext_cannot_open_it_and_the_case_is_answered_without_it() -> None:
     case = a_case()
     KEY.seal(case)
     other = sealing.from_settings(sealing.new_key())
-    with pytest.raises(Unavailable, match="另一把密钥"):
-        other.opened(case)
+    with pytest.raises(sealing.SealError, match="未持有的密钥"):
+        other.open(case)
+    shown = other.opened(case)
+    assert not shown.parties and shown.location.address == "" and not shown.sealed_personal
+    assert f"编号 {KEY.current_id}" in shown.personal_note and shown.description == "邻里纠纷"
     tampered = pb.Case()
     tampered.CopyFrom(case)
     tampered.sealed_personal = case.sealed_personal[:-1] + bytes([case.sealed_personal[-1] ^ 1])
-    with pytest.raises(Unavailable, match="校验失败"):
-        KEY.opened(tampered)
+    with pytest.raises(sealing.SealError, match="校验失败"):
+        KEY.open(tampered)
+    assert "校验失败" in KEY.opened(tampered).personal_note
     moved = pb.Case()
     moved.CopyFrom(case)
     moved.receipt_no = "371702101001-20261122-0002"  # sealed data pasted onto another case
-    with pytest.raises(Unavailable):
-        KEY.opened(moved)
+    with pytest.raises(sealing.SealError):
+        KEY.open(moved)
+
+
+def test_an_unreadable_seal_is_never_reported_as_retryable() -> None:
+    status = status_of(sealing.SealError)
+    assert not issubclass(sealing.SealError, Unavailable)
+    assert status.grpc is not grpc.StatusCode.UNAVAILABLE and status.http != 503
+
+
+def test_a_ring_opens_what_each_of_its_keys_sealed_and_seals_with_the_current_one() -> None:
+    old, new = sealing.parse_key(PERSONAL_DATA_KEY), sealing.parse_key(sealing.new_key())
+    ring = sealing.Keyring.of(old, new)
+    before, after = a_case(), a_case()
+    KEY.seal(before)
+    ring.seal(after)
+    assert sealing.sealed_key_id(before.sealed_personal) == sealing.key_id(old)
+    assert sealing.sealed_key_id(after.sealed_personal) == ring.current_id == sealing.key_id(new)
+    assert ring.opened(before) == a_case() == ring.opened(after)
+    assert ring.resealed(before) and not ring.resealed(after)
+    assert sealing.sealed_key_id(before.sealed_personal) == ring.current_id and ring.opened(before) == a_case()
 
 
 def test_a_key_must_be_32_bytes_of_base64() -> None:
@@ -67,6 +93,18 @@ def test_a_key_must_be_32_bytes_of_base64() -> None:
 
 def _files_under(*roots: Path) -> list[Path]:
     return [p for root in roots for p in root.rglob("*") if p.is_file()]
+
+
+async def _stored_blobs(db: Database) -> list[bytes]:
+    """The data of every case and event row of a node."""
+
+    def read(session: Session) -> list[bytes]:
+        connection = session.connection()
+        return [bytes(r[0]) for r in connection.execute(text("SELECT data FROM case_record"))] + [
+            bytes(r[0]) for r in connection.execute(text("SELECT data FROM case_event"))
+        ]
+
+    return await db.read(read)
 
 
 async def test_no_node_database_nor_stream_holds_personal_data_in_clear(chain: LocalCounty, tmp_path: Path) -> None:
@@ -85,13 +123,13 @@ async def test_no_node_database_nor_stream_holds_personal_data_in_clear(chain: L
     await eventually(at_the_county, within_s=10, what="the county opens the replicated case in full")
     for code in (VILLAGE, TOWN, COUNTY):  # the stored rows, whatever the database
         db = chain[code].ctx.db  # type: ignore[union-attr]
-        blobs = await db.read(
-            lambda s: (
-                [bytes(r[0]) for r in s.connection().execute(text("SELECT data FROM case_record"))]
-                + [bytes(r[0]) for r in s.connection().execute(text("SELECT data FROM case_event"))]
-            )
-        )
-        assert blobs and not [s for s in SECRETS if any(s.encode() in b for b in blobs)], code
+
+        async def holds_the_case(db: Database = db) -> bool:
+            return bool(await _stored_blobs(db))  # the town's own consumer may trail the county's under load
+
+        await eventually(holds_the_case, within_s=30, what=f"{code} stores the case")
+        blobs = await _stored_blobs(db)
+        assert blobs and not [secret for secret in SECRETS if any(secret.encode() in b for b in blobs)], code
     files = _files_under(tmp_path)  # SQLite files and WAL, the nats-server's JetStream store, attachments
     assert any("nats" in str(p) for p in files)
     leaked = [(p, s) for p in files for s in SECRETS if s.encode() in p.read_bytes()]
