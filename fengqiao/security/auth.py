@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from fengqiao.errors import InvalidArgument, Unauthenticated
 from fengqiao.security import passwords
-from fengqiao.security.records import ApiKey, User, UserDepartment
+from fengqiao.security.records import AccountState, ApiKey, User, UserDepartment
 from fengqiao.security.roles import LABELS, Role, role_of
 
 WRONG_LOGIN = "用户名或密码错误"
@@ -37,6 +37,7 @@ class Account:
     display_name: str
     department: str
     password_hash: str = dataclasses.field(repr=False)
+    disabled: bool = False
 
     @property
     def principal(self) -> Principal:
@@ -50,9 +51,27 @@ def load_account(session: Session, username: str) -> Account | None:
     if user is None:
         return None
     row = session.get(UserDepartment, username)
+    state = session.get(AccountState, username)
     return Account(
-        user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash
-    )
+        user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash,
+        disabled=state is not None and state.disabled,
+    )  # fmt: skip
+
+
+def disabled_message(username: str) -> str:
+    """What a disabled account is told at login and on every request with an earlier token."""
+    return f"账号 {username} 已停用，请联系管理员"
+
+
+def check_current(account: Account | None, who: Principal) -> None:
+    """Refuse a token whose account was disabled, or changed role, center or department, after it
+    was issued (the account as this node now holds it; tokens of accounts it does not hold pass)."""
+    if account is None:
+        return
+    if account.disabled:
+        raise Unauthenticated(disabled_message(account.username))
+    if account.principal != who:
+        raise Unauthenticated(f"账号 {account.username} 的角色或所属中心已变更，请重新登录")
 
 
 def check_login(account: Account | None, password: str) -> tuple[Principal, str | None]:
@@ -65,6 +84,8 @@ def check_login(account: Account | None, password: str) -> tuple[Principal, str 
     ok, rehashed = passwords.verify_password(password, account.password_hash)
     if not ok:
         raise Unauthenticated(WRONG_LOGIN)
+    if account.disabled:  # told only to whoever knows the password
+        raise Unauthenticated(disabled_message(account.username))
     return account.principal, rehashed
 
 
@@ -146,8 +167,17 @@ def list_users(session: Session, *, within: str) -> list[Account]:
     """The accounts of this node whose scope lies within ``within``, by username."""
     users = session.exec(select(User).where(col(User.node_code).startswith(within)).order_by(User.username)).all()
     departments = {row.username: row.department for row in session.exec(select(UserDepartment)).all()}
+    disabled = {row.username for row in session.exec(select(AccountState).where(col(AccountState.disabled))).all()}
     return [
-        Account(u.username, u.role, u.node_code, u.display_name, departments.get(u.username, ""), u.password_hash)
+        Account(
+            u.username,
+            u.role,
+            u.node_code,
+            u.display_name,
+            departments.get(u.username, ""),
+            u.password_hash,
+            disabled=u.username in disabled,
+        )
         for u in users
     ]
 
