@@ -202,7 +202,8 @@ def received(session: Session, *, event: account_pb2.AccountEvent, now: dt.datet
     username, sender = account.username, event.node
     state = state_of(session, username)
     if session.get(User, username) is not None and (state is None or state.managed_by != sender):
-        manager = "本中心" if state is None else f"中心 {state.managed_by}"
+        mine = state is None or state.managed_by == account.node_code
+        manager = "本中心" if state is None or mine else f"中心 {state.managed_by} "
         raise PermissionDenied(
             f"账号 {username} 由{manager}管理，{sender} 下发的{LABELS.get(change or '', '变更')}未采用"
         )
