@@ -71,7 +71,7 @@ def check_current(account: Account | None, who: Principal) -> None:
     if account.disabled:
         raise Unauthenticated(disabled_message(account.username))
     if account.principal != who:
-        raise Unauthenticated(f"账号 {account.username} 的角色或所属中心已变更，请重新登录")
+        raise Unauthenticated(f"账号 {account.username} 的角色、所属中心或部门已变更，请重新登录")
 
 
 def check_login(account: Account | None, password: str) -> tuple[Principal, str | None]:

@@ -248,7 +248,8 @@ async def test_a_token_of_an_earlier_role_is_refused(tokens: tuple[httpx.AsyncCl
     body = {"username": "duty_officer", "password": PASSWORD, "role": "grid_worker", "node_code": VILLAGE}
     assert (await client.post("/api/v1/users", json=body, headers=admin)).status_code == 201
     stale = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token['duty_officer']}"})
-    assert stale.status_code == 401 and stale.json()["detail"] == "账号 duty_officer 的角色或所属中心已变更，请重新登录"
+    assert stale.status_code == 401
+    assert stale.json()["detail"] == "账号 duty_officer 的角色、所属中心或部门已变更，请重新登录"
 
 
 @sqlite_only

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -20,6 +22,7 @@ from fengqiao.models import OutboxRecord
 from fengqiao.security import accounts, audit, auth
 from fengqiao.security.records import AccountState
 from fengqiao.v1 import account_pb2
+from host import cli
 
 COUNTY, TOWN, OTHER_TOWN = "371702", "371702101", "371702102"
 T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -152,3 +155,32 @@ def test_moving_an_account_to_another_town_disables_it_at_the_first(databases: t
     ]
     last = county.transaction(_sent)[-1][1].disabled
     assert last.node_code == TOWN and last.disabled and last.version == 2
+
+
+def test_the_cli_creates_a_town_operator_at_the_county_and_disables_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FQ_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("FQ_DATABASE_URL", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PASSWORD}\n"))
+    add = ["user", "add", "--code", COUNTY, "--scope", TOWN, "--username", "zhaoliu", "--role", "duty_officer"]
+    assert cli.main([*add, "--password-stdin"]) == 0
+    assert f"账号将由节点 {COUNTY} 下发到 {TOWN}" in capsys.readouterr().out
+    assert cli.main(["user", "disable", "--code", COUNTY, "--username", "zhaoliu"]) == 0
+    assert "已停用账号 zhaoliu" in capsys.readouterr().out
+    assert cli.main(["user", "disable", "--code", COUNTY, "--username", "zhaoliu"]) == 0
+    assert "账号 zhaoliu 已是停用状态，未改动" in capsys.readouterr().out
+    assert cli.main(["user", "enable", "--code", COUNTY, "--username", "nobody"]) == 1
+    assert "无法启用账号：账号 nobody 不存在" in capsys.readouterr().err
+    db = Database(f"sqlite:///{tmp_path / f'{COUNTY}.db'}")
+    try:
+        sent = db.transaction(_sent)
+        actions = db.transaction(lambda s: [(r.actor, r.action) for r in s.exec(select(audit.AuditRecord)).all()])
+    finally:
+        db.close()
+    assert [(subject, event.actor) for subject, event in sent] == [
+        (down_subject(COUNTY, TOWN, "account", "created"), "cli"),
+        (down_subject(COUNTY, TOWN, "account", "disabled"), "cli"),
+    ]
+    assert actions == [("cli", "account.created"), ("cli", "account.disabled")]
