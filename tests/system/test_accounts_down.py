@@ -18,9 +18,10 @@ from fengqiao.divisions import down_subject
 from fengqiao.models import DeadLetter
 from fengqiao.security import auth, passwords
 from fengqiao.v1 import account_pb2
-from harness.county import ADMIN_PASSWORD, LeafCounty, small_county
+from harness.county import ADMIN_PASSWORD, LeafCounty
 from tests.system.leaf_support import COUNTY, TOWN, VILLAGE, leaf_county
 from tests.system.test_county_sync import eventually
+from tests.system.test_leaf_permissions import tls_county
 
 SIBLING = "371702101002"
 PASSWORD = "Town-operator-01"
@@ -114,8 +115,9 @@ def forged(username: str, node_code: str, *, claimed: str) -> bytes:
 
 
 async def test_account_events_a_village_forges_change_nothing_and_are_dead_lettered(tmp_path: Path) -> None:
-    async with leaf_county(tmp_path, small_county(towns=1, villages=2)) as local:
-        nc = await nats.connect(local.client_url(VILLAGE))  # on the village's own server, its own subjects
+    """As deployed: mTLS leaf links, each child a user allowed only its own subtree's subjects."""
+    async with tls_county(tmp_path) as local:
+        nc = await nats.connect(local.client_url(VILLAGE))  # on the village's own server
         try:
             js = nc.jetstream()
             own = down_subject(VILLAGE, VILLAGE, "account", "created")
@@ -126,6 +128,10 @@ async def test_account_events_a_village_forges_change_nothing_and_are_dead_lette
                 (down_subject(VILLAGE, SIBLING, "account", "created"), forged("mole4", SIBLING, claimed=COUNTY)),
             ):
                 await js.publish(subject, data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+            # On the county's own subject, to reach the county's down stream: the town's server
+            # refuses it from the village's leaf connection.
+            await nc.publish(down_subject(COUNTY, TOWN, "account", "created"), forged("mole5", TOWN, claimed=COUNTY))
+            await nc.flush()
         finally:
             await nc.close()
         db = local[VILLAGE].ctx.db  # type: ignore[union-attr]
@@ -157,7 +163,7 @@ async def test_account_events_a_village_forges_change_nothing_and_are_dead_lette
 
         await eventually(genuine_arrived, within_s=30, what="the genuine accounts at the town and both villages")
         for code in (COUNTY, TOWN, VILLAGE, SIBLING):
-            for username in ("mole1", "mole2", "mole3", "mole4"):
+            for username in ("mole1", "mole2", "mole3", "mole4", "mole5"):
                 assert await holds(local, code, username) is None, (code, username)
         async with httpx.AsyncClient(base_url=base(local, VILLAGE), timeout=30) as village:
             refused = await login(village, "mole1", "Forged-password-1")
