@@ -25,6 +25,7 @@ class Principal:
     role: str
     node_code: str
     department: str = ""
+    issuer: str = dataclasses.field(default="", compare=False)  # the node whose login issued the token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Account:
     department: str
     password_hash: str = dataclasses.field(repr=False)
     disabled: bool = False
+    managed_by: str = ""  # the node that manages it, when it was sent here from above ("" : this node)
 
     @property
     def principal(self) -> Principal:
@@ -54,7 +56,7 @@ def load_account(session: Session, username: str) -> Account | None:
     state = session.get(AccountState, username)
     return Account(
         user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash,
-        disabled=state is not None and state.disabled,
+        disabled=state is not None and state.disabled, managed_by=state.managed_by if state else "",
     )  # fmt: skip
 
 
@@ -63,10 +65,17 @@ def disabled_message(username: str) -> str:
     return f"账号 {username} 已停用，请联系管理员"
 
 
-def check_current(account: Account | None, who: Principal) -> None:
+def check_current(account: Account | None, who: Principal, *, here: str) -> None:
     """Refuse a token whose account was disabled, or changed role, center or department, after it
-    was issued (the account as this node now holds it; tokens of accounts it does not hold pass)."""
+    was issued — the account as this node ``here`` now holds it, when the token names that same
+    account: issued here (or before tokens named their issuer), at the node that manages this
+    copy, or at the node this one manages the account for. Every node has an ``admin`` of its own:
+    a token of another node's account of the same name is left to the scope checks."""
     if account is None:
+        return
+    manager = account.managed_by or here
+    same = who.issuer in ("", here, manager) or (manager == here and account.node_code == who.issuer)
+    if not same:
         return
     if account.disabled:
         raise Unauthenticated(disabled_message(account.username))
@@ -182,8 +191,10 @@ def list_users(session: Session, *, within: str) -> list[Account]:
     ]
 
 
-def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt.datetime) -> str:
+def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt.datetime, issuer: str = "") -> str:
+    """A signed token of ``principal`` for ``ttl``, naming the node ``issuer`` whose login issued it."""
     claims = {
+        **({"iss": issuer} if issuer else {}),
         "sub": principal.username,
         "role": principal.role,
         "node": principal.node_code,
@@ -205,7 +216,11 @@ def read_token(token: str, *, secret: str, now: dt.datetime) -> Principal:
     if not isinstance(claims["exp"], int | float) or claims["exp"] <= now.timestamp():
         raise Unauthenticated("登录已过期，请重新登录")
     return Principal(
-        username=claims["sub"], role=claims["role"], node_code=claims["node"], department=str(claims.get("dept", ""))
+        username=claims["sub"],
+        role=claims["role"],
+        node_code=claims["node"],
+        department=str(claims.get("dept", "")),
+        issuer=str(claims.get("iss", "")),
     )
 
 

@@ -110,10 +110,10 @@ def test_the_town_keeps_the_latest_version_whatever_the_order_of_arrival(databas
     with pytest.raises(Unauthenticated, match="账号 zhaoliu 已停用，请联系管理员"):
         auth.check_login(account, PASSWORD)
     with pytest.raises(Unauthenticated, match="已停用"):  # a token issued before it was disabled
-        auth.check_current(account, account.principal)
+        auth.check_current(account, account.principal, here=TOWN)
     with pytest.raises(Unauthenticated, match="请重新登录"):  # a token of its earlier role
         auth.check_current(
-            dataclasses.replace(account, disabled=False), auth.Principal("zhaoliu", "duty_officer", TOWN)
+            dataclasses.replace(account, disabled=False), auth.Principal("zhaoliu", "duty_officer", TOWN), here=TOWN
         )
     # the town's own administrator may not change what the county manages
     with pytest.raises(PermissionDenied, match="由上级中心 371702 管理"):
@@ -184,3 +184,24 @@ def test_the_cli_creates_a_town_operator_at_the_county_and_disables_it(
         (down_subject(COUNTY, TOWN, "account", "disabled"), "cli"),
     ]
     assert actions == [("cli", "account.created"), ("cli", "account.disabled")]
+
+
+def test_a_token_is_checked_against_the_account_only_where_both_name_the_same_account() -> None:
+    sent_down = auth.Account("zhaoliu", "duty_officer", TOWN, "", "", "hash", disabled=True, managed_by=COUNTY)
+    managed = dataclasses.replace(sent_down, managed_by="")  # the county's own copy
+    own_admin = auth.Account("admin", "county_admin", TOWN, "", "", "hash", disabled=True)
+
+    def token(issuer: str, username: str = "zhaoliu", node: str = TOWN) -> auth.Principal:
+        return auth.Principal(username, "county_admin" if username == "admin" else "duty_officer", node, issuer=issuer)
+
+    for account, who, here in (
+        (sent_down, token(TOWN), TOWN),  # issued at the town, where it was sent
+        (sent_down, token(COUNTY), TOWN),  # issued at the county that manages it
+        (managed, token(TOWN), COUNTY),  # issued at the town the county sent it to
+        (managed, token(""), COUNTY),  # a token from before tokens named their issuer
+    ):
+        with pytest.raises(Unauthenticated, match="已停用"):
+            auth.check_current(account, who, here=here)
+    # Another node's account of the same name (every node has its own admin): the scope checks decide.
+    auth.check_current(own_admin, token(OTHER_TOWN, "admin", OTHER_TOWN), here=TOWN)
+    auth.check_current(sent_down, token(OTHER_TOWN), here=TOWN)
