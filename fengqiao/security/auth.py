@@ -176,7 +176,7 @@ def list_users(session: Session, *, within: str) -> list[Account]:
     """The accounts of this node whose scope lies within ``within``, by username."""
     users = session.exec(select(User).where(col(User.node_code).startswith(within)).order_by(User.username)).all()
     departments = {row.username: row.department for row in session.exec(select(UserDepartment)).all()}
-    disabled = {row.username for row in session.exec(select(AccountState).where(col(AccountState.disabled))).all()}
+    states = {row.username: row for row in session.exec(select(AccountState)).all()}
     return [
         Account(
             u.username,
@@ -185,7 +185,8 @@ def list_users(session: Session, *, within: str) -> list[Account]:
             u.display_name,
             departments.get(u.username, ""),
             u.password_hash,
-            disabled=u.username in disabled,
+            disabled=u.username in states and states[u.username].disabled,
+            managed_by=states[u.username].managed_by if u.username in states else "",
         )
         for u in users
     ]

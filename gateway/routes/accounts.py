@@ -54,6 +54,7 @@ class UserOut(BaseModel):
     display_name: str
     department: str = ""
     disabled: bool = Field(False, description="已停用：不能登录，已签发的令牌也不再有效")
+    managed_by: str = Field(description="管理该账号的中心：只有该中心能修改、停用它（上级下发的账号为上级）")
 
 
 @router.get("/auth/me", response_model=Me, summary="当前登录账号：角色、所属中心与权限")
@@ -81,7 +82,7 @@ async def roles(who: Caller) -> dict[str, Any]:
     }
 
 
-def _out(user: auth.Account) -> UserOut:
+def _out(user: auth.Account, here: str) -> UserOut:
     role = role_of(user.role)
     return UserOut(
         username=user.username,
@@ -91,13 +92,14 @@ def _out(user: auth.Account) -> UserOut:
         display_name=user.display_name,
         department=user.department,
         disabled=user.disabled,
+        managed_by=user.managed_by or here,
     )
 
 
 @router.get("/users", response_model=list[UserOut], summary="本节点的操作员账号（管理员）")
 async def list_users(who: ManagesUsers, ctx: Context) -> list[UserOut]:
     users = await ctx.db.run(lambda s: auth.list_users(s, within=who.node_code))
-    return [_out(u) for u in users]
+    return [_out(u, ctx.spec.code) for u in users]
 
 
 @router.post("/users", status_code=201, response_model=UserOut, summary="新建或重置操作员账号（管理员，限本辖区）")
@@ -125,7 +127,7 @@ async def add_user(body: UserIn, who: ManagesUsers, ctx: Context) -> UserOut:
         )
         account = auth.load_account(session, body.username)
         assert account is not None
-        return _out(account)
+        return _out(account, ctx.spec.code)
 
     result: UserOut = await ctx.db.run(save)
     ctx.outbox_written()  # an account of a node below goes down to it now
@@ -158,7 +160,7 @@ async def _set_disabled(username: str, who: auth.Principal, ctx: NodeContext, *,
         )
         changed = auth.load_account(session, username)
         assert changed is not None
-        return _out(changed)
+        return _out(changed, ctx.spec.code)
 
     result: UserOut = await ctx.db.run(save)
     ctx.outbox_written()

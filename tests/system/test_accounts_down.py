@@ -73,10 +73,11 @@ async def test_a_town_operator_made_at_the_county_logs_in_at_the_town_with_the_w
                 operator = await token(town, "zhoujie", PASSWORD)  # the WAN is down: the town's own console
                 me = await town.get("/api/v1/auth/me", headers=operator)
                 assert me.status_code == 200 and (me.json()["here"], me.json()["node_code"]) == (TOWN, TOWN)
-                # the town's administrator may not change what the county manages
-                refused = await town.post(
-                    "/api/v1/users/zhoujie/disable", headers=await token(town, "admin", ADMIN_PASSWORD)
-                )
+                # the town's administrator sees the account and may not change what the county manages
+                town_admin = await token(town, "admin", ADMIN_PASSWORD)
+                listed = {u["username"]: u for u in (await town.get("/api/v1/users", headers=town_admin)).json()}
+                assert listed["zhoujie"]["managed_by"] == COUNTY and listed["admin"]["managed_by"] == TOWN
+                refused = await town.post("/api/v1/users/zhoujie/disable", headers=town_admin)
                 assert refused.status_code == 403 and "由上级中心 371702 管理" in refused.json()["detail"]
                 local.restore(TOWN)
 
@@ -98,6 +99,7 @@ async def test_a_town_operator_made_at_the_county_logs_in_at_the_town_with_the_w
 
             listed = {u["username"]: u for u in (await county.get("/api/v1/users", headers=admin)).json()}
             assert listed["zhoujie"]["disabled"] is True and listed["zhoujie"]["node_code"] == TOWN
+            assert listed["zhoujie"]["managed_by"] == COUNTY
 
 
 def forged(username: str, node_code: str, *, claimed: str) -> bytes:
