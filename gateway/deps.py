@@ -69,6 +69,9 @@ async def principal(request: Request, token: Annotated[str, Depends(oauth2)]) ->
     """The caller, from the bearer token; refused unless its scope and this node's overlap."""
     ctx: NodeContext = request.app.state.ctx
     who = auth.read_token(token, secret=ctx.settings.token_secret.get_secret_value(), now=ctx.clock.now())
+    # A token outlives neither its account's disabling nor a change of its role or center (a
+    # change the managing node sent down counts as soon as it arrived).
+    auth.check_current(await ctx.db.read(lambda s: auth.load_account(s, who.username)), who, here=ctx.spec.code)
     here = ctx.spec.code
     if not (is_within(who.node_code, here) or is_within(here, who.node_code)):
         raise PermissionDenied(f"无权访问本中心（{here}）：账号 {who.username} 只能访问 {who.node_code} 及其下级")

@@ -2,10 +2,16 @@
 
     fengqiao user add --code 371702101 --username zhangsan --role duty_officer
     fengqiao user add --code 371702101 --username lisi --role mediator --department 司法所
+    fengqiao user add --code 371702 --scope 371702101 --username wangwu --role duty_officer
+    fengqiao user disable --code 371702 --username wangwu
     fengqiao user key --code 371702 --label 12345平台
 
-The password is asked for at the terminal (or read from standard input with ``--password-stdin``);
-a new API key is printed once and only its SHA-256 is stored.
+An account is managed by the node whose database it is written into (``--code``); one whose
+center (``--scope``) is a node below is sent down to that node by the running node's outbox relay
+and kept there, so its operator logs in at their own center even while the WAN is down. Changes
+and disabling are made at the managing node. The password is asked for at the terminal (or read
+from standard input with ``--password-stdin``); a new API key is printed once and only its
+SHA-256 is stored.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fengqiao import migrations
 from fengqiao.db import Database
 from fengqiao.errors import FengqiaoError
-from fengqiao.security import auth
+from fengqiao.security import accounts, auth
 from fengqiao.security.roles import LABELS, Role
 
 
@@ -62,10 +68,11 @@ def _add(args: argparse.Namespace) -> int:
     try:
         auth.check_new_password(password)
         migrations.upgrade(db.url)
+        now = dt.datetime.now(dt.UTC)
         db.transaction(
-            lambda s: auth.ensure_user(
-                s, username=args.username, password=password, role=args.role, node_code=scope,
-                display_name=args.display_name, department=args.department,
+            lambda s: accounts.save(
+                s, here=args.code, actor=CLI_ACTOR, username=args.username, password=password, role=args.role,
+                node_code=scope, display_name=args.display_name, department=args.department, now=now,
             )
         )  # fmt: skip
     except FengqiaoError as exc:
@@ -75,6 +82,33 @@ def _add(args: argparse.Namespace) -> int:
         db.close()
     where = f"{args.department}，" if args.department else ""
     print(f"已保存账号 {args.username}（{LABELS[Role(args.role)]}，{where}{scope} 及其下级），节点 {args.code}")
+    if accounts.below(args.code, scope):
+        print(f"账号将由节点 {args.code} 下发到 {scope}（节点运行且链路连通时数秒内到达）")
+    return 0
+
+
+CLI_ACTOR = "cli"
+"""The actor of account changes made at the command line, in the audit trail."""
+
+
+def _disable(args: argparse.Namespace) -> int:
+    disabled = args.user_command == "disable"
+    db = Database(AccountSettings().url_for(args.code))
+    try:
+        migrations.upgrade(db.url)
+        now = dt.datetime.now(dt.UTC)
+        changed = db.transaction(
+            lambda s: accounts.set_disabled(
+                s, here=args.code, actor=CLI_ACTOR, username=args.username, disabled=disabled, now=now
+            )
+        )
+    except FengqiaoError as exc:
+        print(f"无法{'停用' if disabled else '启用'}账号：{exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    what = "停用" if disabled else "启用"
+    print(f"已{what}账号 {args.username}" if changed else f"账号 {args.username} 已是{what}状态，未改动")
     return 0
 
 
@@ -92,7 +126,7 @@ def _key(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``fengqiao user add`` and ``fengqiao user key`` to the command line."""
+    """Add ``fengqiao user add | disable | enable | key`` to the command line."""
     user = sub.add_parser("user", help="operator accounts and Open311 API keys of a node")
     commands = user.add_subparsers(dest="user_command", required=True)
     add = commands.add_parser("add", help="create an operator account (or reset its password and role)")
@@ -104,6 +138,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add.add_argument("--department", default="", help="the department of a mediator account (required for mediators)")
     add.add_argument("--password-stdin", dest="password_stdin", action="store_true")
     add.set_defaults(run=_add)
+    for name, text in (
+        ("disable", "disable an operator account (login and earlier tokens refused)"),
+        ("enable", "enable a disabled operator account"),
+    ):
+        toggle = commands.add_parser(name, help=text)
+        toggle.add_argument("--code", required=True, help="division code of the node that manages the account")
+        toggle.add_argument("--username", required=True)
+        toggle.set_defaults(run=_disable)
     key = commands.add_parser("key", help="issue an Open311 api_key accepted at the node and below")
     key.add_argument("--code", required=True, help="division code of the node")
     key.add_argument("--label", required=True, help="who the key is for, e.g. 12345平台")

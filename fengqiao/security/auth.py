@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from fengqiao.errors import InvalidArgument, Unauthenticated
 from fengqiao.security import passwords
-from fengqiao.security.records import ApiKey, User, UserDepartment
+from fengqiao.security.records import AccountState, ApiKey, User, UserDepartment
 from fengqiao.security.roles import LABELS, Role, role_of
 
 WRONG_LOGIN = "用户名或密码错误"
@@ -25,6 +25,7 @@ class Principal:
     role: str
     node_code: str
     department: str = ""
+    issuer: str = dataclasses.field(default="", compare=False)  # the node whose login issued the token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Account:
     display_name: str
     department: str
     password_hash: str = dataclasses.field(repr=False)
+    disabled: bool = False
+    managed_by: str = ""  # the node that manages it, when it was sent here from above ("" : this node)
 
     @property
     def principal(self) -> Principal:
@@ -50,9 +53,34 @@ def load_account(session: Session, username: str) -> Account | None:
     if user is None:
         return None
     row = session.get(UserDepartment, username)
+    state = session.get(AccountState, username)
     return Account(
-        user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash
-    )
+        user.username, user.role, user.node_code, user.display_name, row.department if row else "", user.password_hash,
+        disabled=state is not None and state.disabled, managed_by=state.managed_by if state else "",
+    )  # fmt: skip
+
+
+def disabled_message(username: str) -> str:
+    """What a disabled account is told at login and on every request with an earlier token."""
+    return f"账号 {username} 已停用，请联系管理员"
+
+
+def check_current(account: Account | None, who: Principal, *, here: str) -> None:
+    """Refuse a token whose account was disabled, or changed role, center or department, after it
+    was issued — the account as this node ``here`` now holds it, when the token names that same
+    account: issued here (or before tokens named their issuer), at the node that manages this
+    copy, or at the node this one manages the account for. Every node has an ``admin`` of its own:
+    a token of another node's account of the same name is left to the scope checks."""
+    if account is None:
+        return
+    manager = account.managed_by or here
+    same = who.issuer in ("", here, manager) or (manager == here and account.node_code == who.issuer)
+    if not same:
+        return
+    if account.disabled:
+        raise Unauthenticated(disabled_message(account.username))
+    if account.principal != who:
+        raise Unauthenticated(f"账号 {account.username} 的角色、所属中心或部门已变更，请重新登录")
 
 
 def check_login(account: Account | None, password: str) -> tuple[Principal, str | None]:
@@ -65,6 +93,8 @@ def check_login(account: Account | None, password: str) -> tuple[Principal, str 
     ok, rehashed = passwords.verify_password(password, account.password_hash)
     if not ok:
         raise Unauthenticated(WRONG_LOGIN)
+    if account.disabled:  # told only to whoever knows the password
+        raise Unauthenticated(disabled_message(account.username))
     return account.principal, rehashed
 
 
@@ -146,14 +176,26 @@ def list_users(session: Session, *, within: str) -> list[Account]:
     """The accounts of this node whose scope lies within ``within``, by username."""
     users = session.exec(select(User).where(col(User.node_code).startswith(within)).order_by(User.username)).all()
     departments = {row.username: row.department for row in session.exec(select(UserDepartment)).all()}
+    states = {row.username: row for row in session.exec(select(AccountState)).all()}
     return [
-        Account(u.username, u.role, u.node_code, u.display_name, departments.get(u.username, ""), u.password_hash)
+        Account(
+            u.username,
+            u.role,
+            u.node_code,
+            u.display_name,
+            departments.get(u.username, ""),
+            u.password_hash,
+            disabled=u.username in states and states[u.username].disabled,
+            managed_by=states[u.username].managed_by if u.username in states else "",
+        )
         for u in users
     ]
 
 
-def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt.datetime) -> str:
+def issue_token(principal: Principal, *, secret: str, ttl: dt.timedelta, now: dt.datetime, issuer: str = "") -> str:
+    """A signed token of ``principal`` for ``ttl``, naming the node ``issuer`` whose login issued it."""
     claims = {
+        **({"iss": issuer} if issuer else {}),
         "sub": principal.username,
         "role": principal.role,
         "node": principal.node_code,
@@ -175,7 +217,11 @@ def read_token(token: str, *, secret: str, now: dt.datetime) -> Principal:
     if not isinstance(claims["exp"], int | float) or claims["exp"] <= now.timestamp():
         raise Unauthenticated("登录已过期，请重新登录")
     return Principal(
-        username=claims["sub"], role=claims["role"], node_code=claims["node"], department=str(claims.get("dept", ""))
+        username=claims["sub"],
+        role=claims["role"],
+        node_code=claims["node"],
+        department=str(claims.get("dept", "")),
+        issuer=str(claims.get("iss", "")),
     )
 
 

@@ -38,3 +38,19 @@ class UserDepartment(SQLModel, table=True):
 
     username: str = Field(primary_key=True, max_length=64)
     department: str = Field(max_length=40)
+
+
+class AccountState(SQLModel, table=True):
+    """Which node manages an operator account, how far its changes have come and whether it is
+    disabled (migration 0004). No row: an account made here, managed here, enabled, version 0.
+
+    The managing node is where the account was created; it alone changes the account and sends
+    each change down to the account's node, which keeps the highest ``version`` it received."""
+
+    __tablename__ = "account_state"
+
+    username: str = Field(primary_key=True, max_length=64)
+    managed_by: str = Field(max_length=12)
+    version: int = 0
+    disabled: bool = False
+    changed_at: dt.datetime

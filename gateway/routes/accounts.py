@@ -1,18 +1,21 @@
 """Operator accounts over HTTP: who am I (``GET /api/v1/auth/me``), the roles, and the
-administrator's ``GET``/``POST /api/v1/users`` (accounts of this node's subtree)."""
+administrator's ``GET``/``POST /api/v1/users`` and ``POST /api/v1/users/{username}/disable|enable``
+(accounts of this node's subtree; an account of a node below is sent down to it,
+``fengqiao.security.accounts``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from fengqiao.errors import InvalidArgument, PermissionDenied
-from fengqiao.security import auth
+from fengqiao.errors import InvalidArgument, NotFound, PermissionDenied
+from fengqiao.security import accounts, auth
 from fengqiao.security.records import User
 from fengqiao.security.roles import GRANTS, LABELS, PERMISSION_LABELS, Role, role_of
+from fengqiao.service import NodeContext
 from gateway.deps import Caller, Context, ManagesUsers, require_scope
 
 router = APIRouter(prefix="/api/v1", tags=["账号与角色"])
@@ -50,6 +53,8 @@ class UserOut(BaseModel):
     node_code: str
     display_name: str
     department: str = ""
+    disabled: bool = Field(False, description="已停用：不能登录，已签发的令牌也不再有效")
+    managed_by: str = Field(description="管理该账号的中心：只有该中心能修改、停用它（上级下发的账号为上级）")
 
 
 @router.get("/auth/me", response_model=Me, summary="当前登录账号：角色、所属中心与权限")
@@ -77,7 +82,7 @@ async def roles(who: Caller) -> dict[str, Any]:
     }
 
 
-def _out(user: auth.Account) -> UserOut:
+def _out(user: auth.Account, here: str) -> UserOut:
     role = role_of(user.role)
     return UserOut(
         username=user.username,
@@ -86,13 +91,15 @@ def _out(user: auth.Account) -> UserOut:
         node_code=user.node_code,
         display_name=user.display_name,
         department=user.department,
+        disabled=user.disabled,
+        managed_by=user.managed_by or here,
     )
 
 
 @router.get("/users", response_model=list[UserOut], summary="本节点的操作员账号（管理员）")
 async def list_users(who: ManagesUsers, ctx: Context) -> list[UserOut]:
     users = await ctx.db.run(lambda s: auth.list_users(s, within=who.node_code))
-    return [_out(u) for u in users]
+    return [_out(u, ctx.spec.code) for u in users]
 
 
 @router.post("/users", status_code=201, response_model=UserOut, summary="新建或重置操作员账号（管理员，限本辖区）")
@@ -106,23 +113,55 @@ async def add_user(body: UserIn, who: ManagesUsers, ctx: Context) -> UserOut:
         existing = session.get(User, body.username)
         if existing is not None and not existing.node_code.startswith(who.node_code):
             raise PermissionDenied(f"账号 {body.username} 不在您的辖区内，不能修改")
-        auth.ensure_user(
+        accounts.save(
             session,
+            here=ctx.spec.code,
+            actor=who.username,
             username=body.username,
             password=body.password,
             role=body.role,
             node_code=body.node_code,
             display_name=body.display_name,
             department=body.department,
+            now=ctx.clock.now(),
         )
-        return UserOut(
-            username=body.username,
-            role=body.role,
-            role_label=LABELS[Role(body.role)],
-            node_code=body.node_code,
-            display_name=body.display_name,
-            department=body.department.strip(),
-        )
+        account = auth.load_account(session, body.username)
+        assert account is not None
+        return _out(account, ctx.spec.code)
 
     result: UserOut = await ctx.db.run(save)
+    ctx.outbox_written()  # an account of a node below goes down to it now
+    return result
+
+
+Username = Annotated[str, Path(min_length=1, max_length=64, description="用户名")]
+
+
+@router.post("/users/{username}/disable", response_model=UserOut, summary="停用操作员账号（管理员，限本辖区）")
+async def disable_user(username: Username, who: ManagesUsers, ctx: Context) -> UserOut:
+    return await _set_disabled(username, who, ctx, disabled=True)
+
+
+@router.post("/users/{username}/enable", response_model=UserOut, summary="启用已停用的操作员账号（管理员，限本辖区）")
+async def enable_user(username: Username, who: ManagesUsers, ctx: Context) -> UserOut:
+    return await _set_disabled(username, who, ctx, disabled=False)
+
+
+async def _set_disabled(username: str, who: auth.Principal, ctx: NodeContext, *, disabled: bool) -> UserOut:
+    def save(session: Session) -> UserOut:
+        account = auth.load_account(session, username)
+        if account is None:
+            raise NotFound(f"账号 {username} 不存在")
+        require_scope(who, account.node_code)
+        if account.username == who.username:
+            raise InvalidArgument("username", "不能停用或启用自己的账号")
+        accounts.set_disabled(
+            session, here=ctx.spec.code, actor=who.username, username=username, disabled=disabled, now=ctx.clock.now()
+        )
+        changed = auth.load_account(session, username)
+        assert changed is not None
+        return _out(changed, ctx.spec.code)
+
+    result: UserOut = await ctx.db.run(save)
+    ctx.outbox_written()
     return result

@@ -59,7 +59,8 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], ctx: Cont
         old = account.password_hash
         await ctx.db.write(lambda s: auth.store_rehash(s, username=account.username, old=old, new=rehashed))
     ttl = dt.timedelta(minutes=ctx.settings.token_ttl_minutes)
-    token = auth.issue_token(who, secret=ctx.settings.token_secret.get_secret_value(), ttl=ttl, now=ctx.clock.now())
+    secret = ctx.settings.token_secret.get_secret_value()
+    token = auth.issue_token(who, secret=secret, ttl=ttl, now=ctx.clock.now(), issuer=ctx.spec.code)
     return Token(access_token=token, expires_in=int(ttl.total_seconds()))
 
 

@@ -2,7 +2,8 @@
 
 Two syncs store replicated events in this node's case log, once each (inbox): upward, the
 events its stream sources from the nodes below; downward, what the tiers above did to cases
-that came from here. At the county, a task publishes the signed provincial feed on the JetStream
+that came from here. A third consumer keeps the operator accounts the tiers above manage for
+this node (sent down on kind ``account``). At the county, a task publishes the signed provincial feed on the JetStream
 stream ``FQ_FEED_<county>`` (subject ``fq.<county>._._.feed.provincial``), which the province
 can source or consume durably; identical feeds are deduplicated by ``Nats-Msg-Id``.
 """
@@ -23,8 +24,11 @@ from fengqiao.v1 import federation_pb2_grpc
 from services.federation import checkpoints, keys
 from services.federation.config import FederationSettings
 from services.federation.consumers import (
+    ACCOUNT_CONSUMER,
     DOWN_CONSUMER,
     SYNC_CONSUMER,
+    account_handler,
+    accounts_for,
     subtree_batch_handler,
     subtree_event_handler,
 )
@@ -115,7 +119,13 @@ def create(ctx: NodeContext) -> ServiceParts:
             handle_many=subtree_batch_handler(ctx.spec.code, ctx.clock, from_above=True),
             batch=settings.sync_batch,
         )
-        parts.tasks.append(downward.run)
+        accounts = ctx.consumer(
+            stream=down_stream(ctx.spec.code),
+            durable=ACCOUNT_CONSUMER,
+            filter_subjects=[accounts_for(ctx.spec.code)],
+            handle=account_handler(ctx.spec.code, ctx.clock),
+        )
+        parts.tasks += [downward.run, accounts.run]
     if is_county and settings.feed_publish_interval_s > 0:
         parts.tasks.append(feed_publisher(handlers, ctx.clock, settings.feed_publish_interval_s))
     return parts

@@ -179,7 +179,8 @@ async def test_a_mediator_account_needs_a_department(town: tuple[Town, dict[str,
     assert me["department"] == "综治办"
     listed = (await t.client.get("/api/v1/users", headers=t.as_("admin"))).json()
     assert {u["username"]: u["department"] for u in listed}["sifa"] == "司法所"
-    # A token issued before the account had a department sees nothing, and says why.
+    # A token issued before the account had a department sees nothing, and says why: it no longer
+    # matches the account (fengqiao.security.auth.check_current).
     old = auth.issue_token(
         auth.Principal("sifa", "mediator", TOWN),
         secret=TOKEN_SECRET,
@@ -187,7 +188,8 @@ async def test_a_mediator_account_needs_a_department(town: tuple[Town, dict[str,
         now=dt.datetime.now(dt.UTC),
     )
     refused = await t.client.get("/api/v1/cases", headers={"Authorization": f"Bearer {old}"})
-    assert refused.status_code == 403 and "未设所属部门" in refused.json()["detail"]
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "账号 sifa 的角色、所属中心或部门已变更，请重新登录"
 
 
 async def test_case_lists_show_no_full_address_phone_or_id_number_and_full_reads_are_audited(

@@ -30,6 +30,8 @@ REFUSED: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/v1/roles"): None,
     ("GET", "/api/v1/users"): Role.DUTY_OFFICER,
     ("POST", "/api/v1/users"): Role.DUTY_OFFICER,
+    ("POST", "/api/v1/users/{username}/disable"): Role.DUTY_OFFICER,
+    ("POST", "/api/v1/users/{username}/enable"): Role.DUTY_OFFICER,
     ("GET", "/api/v1/nodes"): None,
     ("POST", "/api/v1/cases"): Role.MEDIATOR,
     ("GET", "/api/v1/cases"): Role.PROVINCE_READONLY,
@@ -208,6 +210,46 @@ async def test_the_administrator_manages_accounts_within_its_subtree(
     assert taken.status_code == 403  # an account of another subtree is not this administrator's to reset
     names = {u["username"] for u in (await client.get("/api/v1/users", headers=admin)).json()}
     assert "wangfang" in names and "sibling" not in names
+
+
+@sqlite_only
+async def test_the_administrator_disables_and_enables_accounts_and_a_disabled_one_is_refused_at_once(
+    tokens: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, token = tokens
+    admin = {"Authorization": f"Bearer {token['admin']}"}
+    grid = {"Authorization": f"Bearer {token['grid_worker']}"}
+    assert (await client.get("/api/v1/auth/me", headers=grid)).status_code == 200
+    disabled = await client.post("/api/v1/users/grid_worker/disable", headers=admin)
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    message = "账号 grid_worker 已停用，请联系管理员"
+    earlier = await client.get("/api/v1/auth/me", headers=grid)  # its token from before
+    assert earlier.status_code == 401 and earlier.json()["detail"] == message
+    login = await client.post("/api/v1/auth/token", data={"username": "grid_worker", "password": PASSWORD})
+    assert login.status_code == 401 and login.json()["detail"] == message
+    wrong = await client.post("/api/v1/auth/token", data={"username": "grid_worker", "password": "Wrong-pw-0001"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "用户名或密码错误"  # nothing told without it
+    enabled = await client.post("/api/v1/users/grid_worker/enable", headers=admin)
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    assert await _login(client, "grid_worker", PASSWORD)
+
+    unknown = await client.post("/api/v1/users/nobody/disable", headers=admin)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "账号 nobody 不存在"
+    itself = await client.post("/api/v1/users/admin/disable", headers=admin)
+    assert itself.status_code == 400 and "不能停用或启用自己的账号" in itself.json()["detail"]
+    elsewhere = await client.post("/api/v1/users/sibling/disable", headers=admin)
+    assert elsewhere.status_code == 403 and "只能查看 371702101001 及其下级" in elsewhere.json()["detail"]
+
+
+@sqlite_only
+async def test_a_token_of_an_earlier_role_is_refused(tokens: tuple[httpx.AsyncClient, dict[str, str]]) -> None:
+    client, token = tokens
+    admin = {"Authorization": f"Bearer {token['admin']}"}
+    body = {"username": "duty_officer", "password": PASSWORD, "role": "grid_worker", "node_code": VILLAGE}
+    assert (await client.post("/api/v1/users", json=body, headers=admin)).status_code == 201
+    stale = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token['duty_officer']}"})
+    assert stale.status_code == 401
+    assert stale.json()["detail"] == "账号 duty_officer 的角色、所属中心或部门已变更，请重新登录"
 
 
 @sqlite_only

@@ -188,6 +188,7 @@ async def _bus_fuzz(payloads: list[bytes]) -> None:
                     event_subject(TOWN, "joint", "opened"),  # the county's joint-case hub
                     down_subject(COUNTY, TOWN, "directive", "issued"),  # the town's directives
                     down_subject(TOWN, VILLAGE, "case", "escalation_accepted"),  # the village's downward sync
+                    down_subject(COUNTY, TOWN, "account", "created"),  # the town's accounts from above
                 ]
                 nc = await nats.connect(server.url)
                 js = nc.jetstream()
