@@ -147,7 +147,9 @@ async def test_account_events_a_village_forges_change_nothing_and_are_dead_lette
 
         await eventually(both_dead, within_s=30, what="dead letters for the forged accounts at the village")
         reasons = await letters()
-        assert reasons["mole1"] == f"伪造或越权：账号事件声称由 {COUNTY} 发出，实际发送中心为 {VILLAGE}"
+        assert (
+            reasons["mole1"] == f"伪造或越权：账号事件自称由 {COUNTY} 发出，实际发送中心为 {VILLAGE}"
+        )  # the decode step
         assert reasons["mole2"] == f"伪造或越权：{VILLAGE} 不是本中心 {VILLAGE} 的上级，不能向本中心下发账号"
 
         # Genuine accounts sent down from the county afterwards arrive, two hops included; the
