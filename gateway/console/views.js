@@ -1,4 +1,4 @@
-/* 枫桥操作台：案件列表、案件详情（时间线与三单）、三联联合案件、四必评看板。 */
+/* 枫桥操作台：案件列表、案件详情（时间线、三单、吹哨报到与攻坚专班；办理步骤见 work.js）。 */
 "use strict";
 
 FQ.EVENTS = {
@@ -113,33 +113,4 @@ FQ.eventItem = (event) => {
     || body.summary || body.opinion || (body.to_node ? "至" + FQ.name(body.to_node) : "") || "";
   return `<li><time>${FQ.time(event.at)}</time><b>${FQ.esc(FQ.EVENTS[type] || type)}</b>
     <span class="muted">${FQ.esc(FQ.name(event.node))} · ${FQ.esc(event.actor)}</span> ${FQ.esc(note)}</li>`;
-};
-
-FQ.views.joint = async (main) => {
-  const page = await FQ.api("/api/v1/joint-cases?page_size=100");
-  const status = { JOINT_CASE_STATUS_OPEN: "办理中", JOINT_CASE_STATUS_CLOSED: "联合办结", JOINT_CASE_STATUS_DECLINED: "未成立" };
-  main.innerHTML = `<h2>三联联合案件（一案一专班）</h2><table><thead><tr><th>案件</th><th>类别</th><th>牵头乡镇</th>
-    <th>参与乡镇</th><th>专班成员</th><th>任务</th><th>状态</th><th>发起时间</th></tr></thead><tbody>
-    ${page.items.map((j) => `<tr><td>${FQ.esc(j.title)}</td><td>${FQ.esc(j.category)}</td><td>${FQ.esc(j.lead_node)}</td>
-      <td>${j.participants.map((p) => FQ.esc(p.node) + (p.signed_off ? "✔" : "")).join("、")}</td><td>${j.members.length}</td>
-      <td>${j.tasks.filter((t) => t.done).length} / ${j.tasks.length}</td><td>${FQ.esc(status[j.status] || j.status)}</td>
-      <td>${FQ.time(j.opened_at)}</td></tr>`).join("") || '<tr><td colspan="8" class="muted">暂无联合案件</td></tr>'}
-    </tbody></table>`;
-};
-
-FQ.views.projects = async (main) => {
-  const page = await FQ.api("/api/v1/projects?page_size=200");
-  const column = (stage) => page.items.filter((p) => (stage === "完成" ? p.status === "completed" : p.status !== "completed" && p.stage === stage));
-  const card = (p) => {
-    const gate = p.gates.find((g) => g.stage === p.stage) || {};
-    const open = p.hazards.filter((h) => !h.resolved).length;
-    return `<div class="pcard ${p.status === "suspended" ? "suspended" : ""}"><b>${FQ.esc(p.name)}</b>
-      <span class="muted">${FQ.esc(p.kind)} · 涉及 ${p.people_affected} 人</span>
-      <span class="badge ${gate.level || ""}">${FQ.esc(FQ.LEVELS[gate.level] || "待评估")}</span>
-      ${p.status === "suspended" ? '<span class="badge high">高风险暂停</span>' : ""}
-      <span class="muted">未销号隐患 ${open} 个 · 引发纠纷 ${p.cases.length} 件</span></div>`;
-  };
-  main.innerHTML = `<h2>四必评看板（立项、决策、实施、验收）</h2><div class="board">
-    ${[...FQ.STAGES, "完成"].map((s) => `<section class="lane"><h3>${s === "完成" ? "四评完成" : s + "评估"}</h3>
-      ${column(s).map(card).join("") || '<p class="muted">暂无</p>'}</section>`).join("")}</div>`;
 };

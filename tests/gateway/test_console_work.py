@@ -372,3 +372,129 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
         assert "正在加载" not in text, view
         await province.shot(f"province-{view}")
     await province.close()
+
+
+@pytest.fixture
+async def neighbours(
+    tmp_path: Path, nats_server: Any, database_url: Callable[[str], str]
+) -> AsyncIterator[LocalCounty]:
+    """The sample county, its two towns neighbours of each other (三联)."""
+    near = {"371702101": ["371702102"], "371702102": ["371702101"]}
+    async with running_county(tmp_path, nats_server.url, database_url, neighbours=near) as local:  # type: ignore[arg-type]
+        yield local
+
+
+async def test_two_towns_run_a_joint_case_to_sign_off_and_a_project_passes_its_four_gates(
+    neighbours: LocalCounty,
+    browser: Browser,  # noqa: F811
+) -> None:
+    county, other = neighbours, "371702102"
+    api = Api(county)
+    await api.user(TOWN, "zhenzhiban", "duty_officer", TOWN)
+    await api.user(other, "zhenzhiban2", "duty_officer", other)
+    lead = await Console.open(browser, api.base(TOWN), "zhenzhiban")
+    guest = await Console.open(browser, api.base(other), "zhenzhiban2")
+
+    # The lead town opens the joint case, inviting its neighbour by name.
+    await lead.go("joint", "joint")
+    form = lead.page.locator("#joint-form")
+    await form.locator("[name=title]").fill("两镇交界山林权属纠纷")
+    await form.locator("[name=category]").select_option("山林土地")
+    await form.locator("[name=description]").fill("两镇交界处山林界址争议，村民聚集。")
+    await form.get_by_label("测试2镇综治中心").check()
+    await form.locator("button[type=submit]").click()
+    await lead.page.wait_for_selector("main[data-ready=joint-case]")
+    joint_id = lead.page.url.rsplit("/", 1)[-1]
+    await lead.shot("town-duty-joint-opened")
+
+    async def submit(console: Console, form_id: str, fields: dict[str, str], then: str) -> None:
+        for name, value in fields.items():
+            field = console.page.locator(f"#{form_id} [name={name}]")
+            if await field.evaluate("e => e.tagName") == "SELECT":
+                await field.select_option(value)
+            else:
+                await field.fill(value)
+        await console.page.locator(f"#{form_id} button[type=submit]").click()
+        await console.page.wait_for_function(
+            """([id, text]) => document.querySelector('main[data-ready=joint-case]') && (
+                document.querySelector('main').innerText.includes(text)
+                || document.querySelector('#' + id + ' .error')?.textContent)""",
+            arg=[form_id, then],
+            timeout=30_000,
+        )
+        assert then in await console.page.inner_text("main"), await console.page.inner_text("main")
+
+    # The neighbour answers the invitation once it arrives, and takes part.
+    for _ in range(120):
+        await guest.go(f"joint-case/{joint_id}", "joint-case")
+        if await guest.page.locator("#joint-answer").count():
+            break
+        await guest.page.wait_for_timeout(500)
+    await submit(guest, "joint-answer", {"accept": "true"}, "已接受")
+    await submit(guest, "joint-member", {"name": "王调解", "unit": "司法所", "role": "组长"}, "王调解")
+    await lead.go(f"joint-case/{joint_id}", "joint-case")
+    for _ in range(120):
+        if "已接受" in await lead.page.inner_text("#participants"):
+            break
+        await lead.page.wait_for_timeout(500)
+        await lead.go(f"joint-case/{joint_id}", "joint-case")
+    await submit(lead, "joint-task", {"node": other, "title": "核实本镇一侧山林证", "deadline": "2030-01-10T17:00"},
+                 "核实本镇一侧山林证")  # fmt: skip
+    for _ in range(120):
+        await guest.go(f"joint-case/{joint_id}", "joint-case")
+        if await guest.page.locator("#joint-done").count():
+            break
+        await guest.page.wait_for_timeout(500)
+    await submit(guest, "joint-done", {"result": "林权证已核实，界址清楚"}, "林权证已核实")
+    await submit(guest, "joint-note", {"text": "两镇联合调解会定于周五"}, "两镇联合调解会定于周五")
+    await submit(guest, "joint-sign", {"comment": "同意调解方案"}, "已签字（zhenzhiban2）")
+    await guest.shot("neighbour-duty-joint-signed")
+    for _ in range(120):
+        await lead.go(f"joint-case/{joint_id}", "joint-case")
+        if "已签字（zhenzhiban2）" in await lead.page.inner_text("#participants"):
+            break
+        await lead.page.wait_for_timeout(500)
+    await submit(lead, "joint-sign", {"comment": "纠纷化解，联合办结"}, "已签字（zhenzhiban）")
+    assert await lead.page.inner_text("#joint-status") == "联合办结"
+    await lead.shot("town-duty-joint-closed")
+    joint = await api.call(TOWN, "GET", f"/api/v1/joint-cases/{joint_id}")
+    assert joint["status"] == "JOINT_CASE_STATUS_CLOSED"
+    assert [p["signed_off"] for p in joint["participants"]] == [True, True]
+    assert [(t["node"], t["done"]) for t in joint["tasks"]] == [(other, True)]
+    await guest.close()
+
+    # A project registered at the town passes its four gates; a hazard is tracked to resolution.
+    await lead.go("projects", "projects")
+    form = lead.page.locator("#project-form")
+    await form.locator("[name=name]").fill("镇区污水管网改造")
+    await form.locator("[name=kind]").select_option("拆迁")
+    await form.locator("[name=people_affected]").fill("120")
+    await form.get_by_label("测试1镇1村综治站").check()
+    await form.locator("button[type=submit]").click()
+    await lead.page.wait_for_selector("main[data-ready=project]")
+    project_id = lead.page.url.rsplit("/", 1)[-1]
+    for i, stage in enumerate(("立项", "决策", "实施", "验收")):
+        assess = lead.page.locator("#assess-form")
+        if i == 0:
+            await assess.locator("[name=risk]").fill("部分住户临时出行受影响")
+        await assess.locator("button[type=submit]").click()
+        await lead.page.wait_for_selector("#pass-form")
+        assert "低风险" in await lead.page.inner_text("#project-level")
+        if i == 0:
+            await lead.shot("town-duty-project-assessed")
+            await lead.page.locator("form.resolve [name=resolution]").fill("设置临时便道")
+            await lead.page.locator("form.resolve button").click()
+            await lead.page.wait_for_selector("#hazards td:has-text('已销号')")
+        await lead.page.locator("#pass-form button").click()
+        after = "四评完成" if stage == "验收" else ("立项", "决策", "实施", "验收")[i + 1] + "环节"
+        await lead.page.wait_for_function(
+            "(t) => document.querySelector('main[data-ready=project] #project-stage')?.textContent === t", arg=after
+        )
+    await lead.shot("town-duty-project-done")
+    project = await api.call(TOWN, "GET", f"/api/v1/projects/{project_id}")
+    assert project["status"] == "completed"
+    assert [g["status"] for g in project["gates"]] == ["passed"] * 4
+    assert [(h["resolved"], h["resolution"]) for h in project["hazards"]] == [(True, "设置临时便道")]
+    await lead.go("projects", "projects")
+    await lead.shot("town-duty-projects-board")
+    await lead.close()
