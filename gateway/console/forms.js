@@ -14,6 +14,7 @@ FQ.field = ([name, label, type = "text", opts = {}]) => {
     `<label class="check"><input type="checkbox" name="${name}" value="${FQ.esc(v)}">${FQ.esc(l)}</label>`).join("")}</span>`;
   else if (type === "check") input = `<input type="checkbox" name="${name}" value="true"${opts.value ? " checked" : ""}>`;
   else if (type === "files") input = `<input type="file" name="${name}" multiple accept="image/jpeg,image/png,application/pdf">`;
+  else if (type === "password") input = `<input type="password" name="${name}" autocomplete="new-password"${req}>`;
   else if (type === "datetime") input = `<input type="datetime-local" name="${name}"${req}>`;
   else if (type === "number") input = `<input type="number" name="${name}" value="${FQ.esc(opts.value ?? "")}"${req}`
     + `${opts.min !== undefined ? ` min="${opts.min}"` : ""}${opts.max !== undefined ? ` max="${opts.max}"` : ""}>`;

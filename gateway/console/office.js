@@ -119,7 +119,7 @@ FQ.views.accounts = async (main) => {
       ["role", "角色", "select", { options: FQ.ROLES.filter(([r]) => r !== "province_readonly") }],
       ["node_code", "所属中心", "select", { options: centers }],
       ["department", "所属部门（部门/调解员必填）", "text", { placeholder: "如 司法所" }],
-      ["password", "密码（至少 10 位）", "text", { required: true }],
+      ["password", "密码（至少 10 位）", "password", { required: true }],
     ], "保存")}
     <section class="card wide"><h3>现有账号</h3><table id="users"><thead><tr><th>用户名</th><th>姓名</th><th>角色</th><th>所属中心</th>
       <th>部门</th><th></th></tr></thead><tbody>${users.map((u) => `<tr><td>${FQ.esc(u.username)}</td><td>${FQ.esc(u.display_name)}</td>

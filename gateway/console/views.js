@@ -71,7 +71,7 @@ FQ.views.case = async (main, id) => {
     : m.overdue ? '<span class="bad">报到超时</span>' : "报到时限 " + FQ.time(m.report_by)}</li>`).join("");
   const tasks = (c.subtasks || []).map((t) => `<tr><td>${FQ.esc(t.id)}</td><td>${FQ.esc(t.department)}</td><td>${FQ.esc(t.task)}</td>
     <td>${when(t.deadline) || "—"}</td><td>${t.done_at ? "已完成：" + FQ.esc(t.result) : t.overdue ? '<span class="bad">已超时</span>' : "办理中"}</td></tr>`).join("");
-  const force = c.lead_department || summons ? `<section class="card" id="dispatch-card"><h3>吹哨报到与攻坚专班</h3>
+  const force = c.lead_department || summons ? `<section class="card wide" id="dispatch-card"><h3>吹哨报到与攻坚专班</h3>
     ${summons ? `<ul>${summons}</ul>` : ""}
     ${c.lead_department ? `<h4>攻坚专班（牵头：${FQ.esc(c.lead_department)}）</h4><table><thead><tr><th>编号</th><th>部门</th><th>任务</th>
       <th>时限</th><th>状态</th></tr></thead><tbody>${tasks || '<tr><td colspan="5" class="muted">无子任务</td></tr>'}</tbody></table>` : ""}</section>` : "";
@@ -89,7 +89,7 @@ FQ.views.case = async (main, id) => {
         ${field("退单次数", c.returns)}${field("化解层级", c.mediation_level)}
         ${c.pending_extension?.reason ? field("延期申请", `${c.pending_extension.reason}（延至 ${when(c.pending_extension.new_deadline)}）`) : ""}</dl>
         <p class="desc">${FQ.esc(c.description)}</p>
-        <h4>当事人</h4><ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("")}</ul>
+        <h4>当事人</h4><ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("") || '<li class="muted">未登记</li>'}</ul>
       </section>
       <section class="card slips"><h3>三单</h3>
         <div class="slip"><h4>交办单</h4><dl>${field("承办部门", a.department)}${field("办理要求", a.requirement)}${field("时限", a.deadline ? FQ.time(a.deadline) : "")}

@@ -181,7 +181,7 @@ FQ.stepsFor = async (c) => {
     steps.push(["whistle", "中心吹哨", [["reason", "吹哨事由", "textarea", { required: true }],
       ["departments", "召集部门（不选为按类别）", "multi", { options: depts }]],
     (v) => ({ reason: v.reason, departments: v.departments })]);
-    if (!c.lead_department)
+    if (!c.lead_department && c.response_class === "RESPONSE_CLASS_TASK_FORCE")
       steps.push(["task-force", "成立攻坚专班", [["lead_department", "牵头部门", "select", { options: depts, required: true }],
         ...[0, 1, 2].flatMap((i) => [[`sub_department_${i}`, `子任务 ${i + 1} 部门`, "select", { options: [["", "—"], ...depts] }],
           [`sub_task_${i}`, `子任务 ${i + 1} 内容`, "text"], [`sub_deadline_${i}`, `子任务 ${i + 1} 时限`, "datetime"]])],

@@ -49,6 +49,10 @@ def tiny_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def stored_status(case: dict[str, Any]) -> str:
+    return str(case["status"])
+
+
 class Api:
     """The HTTP API of the county's centers, as the admin of each."""
 
@@ -135,8 +139,11 @@ class Console:
             await self.page.wait_for_timeout(500)
         raise AssertionError(f"{receipt} never reached {queue} at {self.base}")
 
-    async def step(self, step: str, fill: Callable[[Page], Awaitable[None]] | None = None, *, then: str) -> None:
-        """Open the step's slip on the case page, fill it, confirm, and wait for the status ``then``."""
+    async def step(
+        self, step: str, fill: Callable[[Page], Awaitable[None]] | None = None, *, then: str, shows: str = ""
+    ) -> None:
+        """Open the step's slip on the case page, fill it, confirm, and wait for the status ``then``
+        (and the words ``shows`` on the page, for a step that leaves the status as it was)."""
         page = self.page
         await page.locator(f"button.step[data-step='{step}']").click()
         form = page.locator(f"#step-{step}")
@@ -144,13 +151,14 @@ class Console:
             await fill(page)
         await form.locator("button[type=submit]").click()
         handle = await page.wait_for_function(
-            """([status, id]) => {
+            """([status, id, words]) => {
                 const error = document.querySelector('#' + id + ' .error');
                 if (error && error.textContent) return 'error: ' + error.textContent;
                 const shown = document.querySelector('main[data-ready=case] #case-status');
-                return shown && shown.textContent === status ? 'ok' : false;
+                const said = document.querySelector('main').innerText.includes(words);
+                return shown && shown.textContent === status && said ? 'ok' : false;
             }""",
-            arg=[then, f"step-{step}"],
+            arg=[then, f"step-{step}", shows],
             timeout=30_000,
         )
         assert await handle.json_value() == "ok", f"{step}: {await handle.json_value()}"
@@ -461,7 +469,68 @@ async def test_two_towns_run_a_joint_case_to_sign_off_and_a_project_passes_its_f
     assert joint["status"] == "JOINT_CASE_STATUS_CLOSED"
     assert [p["signed_off"] for p in joint["participants"]] == [True, True]
     assert [(t["node"], t["done"]) for t in joint["tasks"]] == [(other, True)]
+
+    # A 联防预警 from the lead town reaches its neighbour's 预警 screen with its reason.
+    alert = {"kind": "boundary_dispute", "title": "交界山林聚集风险", "body": "两村村民可能聚集", "level": "high"}
+    await api.call(TOWN, "POST", "/api/v1/risk-alerts", json=alert)
+    for _ in range(120):
+        await guest.go("alerts", "alerts")
+        if "交界山林聚集风险" in await guest.page.inner_text("#risk-alerts"):
+            break
+        await guest.page.wait_for_timeout(500)
+    row = await guest.page.locator("#risk-alerts tr", has_text="交界山林聚集风险").inner_text()
+    assert "边界纠纷" in row and "高" in row and "测试1镇综治中心" in row and "两村村民可能聚集" in row, row
+    await guest.shot("neighbour-duty-alerts")
     await guest.close()
+
+    # 吹哨 and 报到, a 攻坚专班 with a sub-task completed: all shown on the case.
+    created = await api.call(TOWN, "POST", "/api/v1/cases", json={
+        "client_request_id": "console-work-whistle", "channel": "群众来访", "category": "劳动争议",
+        "division_code": TOWN, "description": "工地欠薪，二十余名工人聚集讨薪。"})  # fmt: skip
+    case_id = created["case"]["id"]
+    await lead.go(f"case/{case_id}", "case")
+    await lead.page.locator("button.step[data-step=triage]").click()
+    await lead.page.locator("#step-triage [name=response_class]").select_option("RESPONSE_CLASS_TASK_FORCE")
+    await lead.page.locator("#step-triage button[type=submit]").click()
+    refusal = lead.page.locator("#step-triage .error")
+    await refusal.filter(has_text="时限").wait_for()  # the server's refusal, in its words
+    assert stored_status(await api.case(TOWN, case_id)) == "CASE_STATUS_RECEIVED", await refusal.inner_text()
+
+    async def triage(p: Page) -> None:
+        await p.locator("#step-triage [name=response_class]").select_option("RESPONSE_CLASS_TASK_FORCE")
+        await p.locator("#step-triage [name=deadline]").fill("2030-01-31T17:00")
+
+    await lead.step("triage", triage, then="分类研判")
+
+    async def whistle(p: Page) -> None:
+        await p.locator("#step-whistle [name=reason]").fill("群体讨薪，召集相关部门")
+
+    await lead.step("whistle", whistle, then="分类研判", shows="吹哨召集 人社所")
+
+    async def report(p: Page) -> None:
+        await p.locator("#step-report [name=department]").select_option("司法所")
+
+    await lead.step("report", report, then="分类研判", shows="吹哨召集 司法所：已于")
+
+    async def task_force(p: Page) -> None:
+        form = p.locator("#step-task-force")
+        await form.locator("[name=lead_department]").select_option("人社所")
+        await form.locator("[name=sub_department_0]").select_option("司法所")
+        await form.locator("[name=sub_task_0]").fill("组织劳资双方调解")
+        await form.locator("[name=sub_deadline_0]").fill("2030-01-10T17:00")
+
+    await lead.step("task-force", task_force, then="分类研判", shows="攻坚专班（牵头：人社所）")
+
+    async def subtask(p: Page) -> None:
+        await p.locator("#step-subtask-done [name=result]").fill("双方达成分期支付协议")
+
+    await lead.step("subtask-done", subtask, then="分类研判", shows="已完成：双方达成分期支付协议")
+    await lead.shot("town-duty-case-task-force")
+    stored = await api.case(TOWN, case_id)
+    assert [(s["department"], bool(s.get("reported_at"))) for s in stored["summons"]] == [
+        ("人社所", False), ("司法所", True)]  # fmt: skip
+    assert stored["lead_department"] == "人社所"
+    assert [(t["department"], t["result"]) for t in stored["subtasks"]] == [("司法所", "双方达成分期支付协议")]
 
     # A project registered at the town passes its four gates; a hazard is tracked to resolution.
     await lead.go("projects", "projects")
