@@ -371,6 +371,16 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await village.close()
     await town.close()
 
+    # A grid worker starts at 受理, and reads the case without being offered any step.
+    await api.user(VILLAGE, "wanggeyuan", "grid_worker", VILLAGE)
+    grid = await Console.open(browser, api.base(VILLAGE), "wanggeyuan")
+    assert await grid.page.get_attribute("main", "data-ready") == "intake"
+    assert await grid.menu() == ["一屏统览", "受理", "案件", "预警", "月报"]
+    await grid.shot("grid-worker-intake")
+    await grid.go(f"case/{case_id}", "case")
+    assert await grid.page.inner_text("#no-steps") == "本角色只查看案件，不办理。"
+    await grid.close()
+
     # The province sees figures and feeds only, and every screen it is offered loads.
     province = await Console.open(browser, api.base(COUNTY), "shengji")
     menu = await province.menu()
