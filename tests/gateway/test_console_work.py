@@ -155,7 +155,8 @@ class Console:
                 const error = document.querySelector('#' + id + ' .error');
                 if (error && error.textContent) return 'error: ' + error.textContent;
                 const shown = document.querySelector('main[data-ready=case] #case-status');
-                const said = document.querySelector('main').innerText.includes(words);
+                const said = [...document.querySelectorAll('main section:not(#actions)')]
+                    .some((e) => e.innerText.includes(words));
                 return shown && shown.textContent === status && said ? 'ok' : false;
             }""",
             arg=[then, f"step-{step}", shows],
@@ -297,7 +298,26 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await mediator.page.wait_for_selector("main[data-ready=case]")
     steps = await mediator.page.locator("button.step").all_inner_texts()
     assert steps == ["签收", "退单", "申请延期"], steps
+
+    # It returns it once with a reason; the town assigns it again.
+    await mediator.step("return", await reason("界址涉及土地确权，请先由国土所测量"), then="退单")
+    await town.go(f"case/{case_id}", "case")
+    assert "界址涉及土地确权" in await town.page.inner_text(".timeline")
+    await town.step("assign", assign, then="交办")
+    await mediator.go(f"case/{case_id}", "case")
     await mediator.step("acknowledge", then="签收")
+
+    # It asks for more time on its basis; the town grants it and the deadline moves.
+    async def extension(p: Page) -> None:
+        await p.locator("#step-extension [name=reason]").fill("需等待国土所测量结果")
+        await p.locator("#step-extension [name=new_deadline]").fill("2030-06-30T17:00")
+
+    await mediator.step("extension", extension, then="签收", shows="需等待国土所测量结果（延至 2030-06-30 17:00）")
+    await town.go(f"case/{case_id}", "case")
+    await town.step("extension-decision", then="签收", shows="2030-06-30 17:00")
+    stored = await api.case(TOWN, case_id)
+    assert stored["returns"] == 1 and stored["deadline"] == "2030-06-30T09:00:00Z", stored["deadline"]
+    await mediator.go(f"case/{case_id}", "case")
     await mediator.step("start", then="处置")
 
     async def feedback(p: Page) -> None:
@@ -365,7 +385,7 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await town.go("directives", "directives")
     assert "已办结" in await town.page.inner_text("#directives-out")
     await town.shot("town-duty-directives")
-    for view in ("alerts", "reports", "cases"):
+    for view in ("overview", "alerts", "reports", "cases"):
         await town.go(view, view)
         await town.shot(f"town-duty-{view}")
     await village.close()
@@ -379,6 +399,12 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await grid.shot("grid-worker-intake")
     await grid.go(f"case/{case_id}", "case")
     assert await grid.page.inner_text("#no-steps") == "本角色只查看案件，不办理。"
+    overdue = await grid.page.evaluate(
+        """() => [FQ.overdue({deadline: '2020-01-01T00:00:00Z', status: 'CASE_STATUS_ASSIGNED'}),
+                  FQ.overdue({deadline: '2020-01-01T00:00:00Z', status: 'CASE_STATUS_CLOSED'}),
+                  FQ.overdue({deadline: '2999-01-01T00:00:00Z', status: 'CASE_STATUS_ASSIGNED'})]"""
+    )
+    assert overdue == [True, False, False]  # the 已超期 mark: past its deadline and not yet 办结
     await grid.close()
 
     # The province sees figures and feeds only, and every screen it is offered loads.
