@@ -6,6 +6,7 @@ through the API afterwards. Screenshots of each role's main screens (1440×900) 
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -415,6 +416,15 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
         text = await province.go(view, "overview" if view == "cases" else view)
         assert "正在加载" not in text, view
         await province.shot(f"province-{view}")
+    await province.go("reports", "reports")
+    await province.page.locator("#report-form [name=format]").select_option("csv")
+    async with province.page.expect_download() as started:
+        await province.page.locator("#report-form button[type=submit]").click()
+    download = await started.value
+    assert download.suggested_filename.endswith(".csv"), download.suggested_filename
+    saved = await download.path()
+    report = (await asyncio.to_thread(saved.read_bytes)).decode("utf-8-sig")
+    assert "受理数" in report and "测试县综治中心" in report, report[:200]
     await province.close()
 
 
