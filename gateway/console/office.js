@@ -68,9 +68,22 @@ FQ.views.alerts = async (main) => {
     ${risks.items.map((r) => `<tr><td>${FQ.esc(FQ.RISK_KINDS[r.kind] || r.kind)}</td><td>${FQ.esc(FQ.RISK_LEVELS[r.level] || r.level)}</td>
       <td><b>${FQ.esc(r.title)}</b><br><span class="muted">${FQ.esc(r.body)}</span></td><td>${FQ.esc(FQ.name(r.from_node))}</td>
       <td>${r.to_nodes.map((c) => FQ.esc(FQ.name(c))).join("、")}</td><td>${FQ.time(r.raised_at)}</td>
-      <td>${r.fully_acknowledged ? "均已确认" : `${r.acks.length} / ${r.to_nodes.length}`}</td></tr>`).join("")
+      <td>${r.fully_acknowledged ? "均已确认" : `${r.acks.length} / ${r.to_nodes.length} 已确认`}
+      ${FQ.can("joint.manage") && r.to_nodes.includes(FQ.me.here) && !r.acks.some((a) => a.node === FQ.me.here)
+        ? `<form class="inline ack" data-alert="${FQ.esc(r.id)}"><input name="note" placeholder="确认意见">
+          <button type="submit">确认收到</button><span class="error"></span></form>` : ""}</td></tr>`).join("")
       || '<tr><td colspan="7" class="muted">暂无联防预警</td></tr>'}</tbody></table></section>`;
   main.innerHTML = `<h2>预警</h2><div class="grid">${trendHtml}${riskHtml}</div>`;
+  main.querySelectorAll("form.ack").forEach((form) => form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await FQ.post(`/api/v1/risk-alerts/${encodeURIComponent(form.dataset.alert)}/acknowledge`,
+        { note: form.elements.note.value.trim() });
+      FQ.route();
+    } catch (err) {
+      form.querySelector(".error").textContent = err.message;
+    }
+  }));
 };
 
 /* ---------- 月报下载 ---------- */

@@ -335,6 +335,8 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     slip = stored["feedback"]
     assert slip["mediated"] and slip["mediation_level"] == "专业调解" and len(slip["photos"]) == 1
     assert "本角色此刻没有可办理的步骤" in await mediator.page.inner_text("#actions")
+    await mediator.go("overview", "overview")
+    await mediator.shot("mediator-overview")
     await mediator.close()
 
     # The town reviews, closes, follows up and archives.
@@ -527,6 +529,11 @@ async def test_two_towns_run_a_joint_case_to_sign_off_and_a_project_passes_its_f
     row = await guest.page.locator("#risk-alerts tr", has_text="交界山林聚集风险").inner_text()
     assert "边界纠纷" in row and "高" in row and "测试1镇综治中心" in row and "两村村民可能聚集" in row, row
     await guest.shot("neighbour-duty-alerts")
+    await guest.page.locator("#risk-alerts form.ack [name=note]").fill("已安排巡查")
+    await guest.page.locator("#risk-alerts form.ack button").click()
+    await guest.page.wait_for_selector("#risk-alerts td:has-text('均已确认')")
+    raised = (await api.call(other, "GET", "/api/v1/risk-alerts"))["items"][0]
+    assert [(a["node"], a["note"]) for a in raised["acks"]] == [(other, "已安排巡查")]
     await guest.close()
 
     # 吹哨 and 报到, a 攻坚专班 with a sub-task completed: all shown on the case.
