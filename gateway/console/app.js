@@ -211,12 +211,18 @@ FQ.mapChart = async (element, stats, nodes) => {
     });
   });
   const max = Math.max(1, ...codes.map((c) => Number(figures[c].received)));
+  // Spread across the chart's width, in proportion, so that circles stay round.
+  const ratio = Math.max(1, (element.clientWidth - 180) / Math.max(1, element.clientHeight - 130)) * 0.8;
   const data = codes.filter((c) => positions[c]).map((c) => ({
-    name: figures[c].name, value: Number(figures[c].received), x: positions[c][0], y: positions[c][1],
+    name: figures[c].name, value: Number(figures[c].received), x: positions[c][0] * ratio, y: positions[c][1],
     symbolSize: c === stats.code ? 70 : c.length === 9 ? 52 : 34,
     itemStyle: Number(figures[c].overdue) > 0 ? { borderColor: "#d50000", borderWidth: 4 } : {},
     overdue: figures[c].overdue,
   }));
+  // Two invisible corners fix the drawing's extent to the chart's proportions: a town's two villages
+  // (or a village alone) lie on one line, and a graph stretched to fit a flat box draws nonsense.
+  data.push(...[-1, 1].map((k) => ({ name: "　".repeat(k + 2), x: 520 * k * ratio / 0.8, y: 520 * k, symbolSize: 0,
+    label: { show: false }, tooltip: { show: false }, itemStyle: { opacity: 0 } })));
   const links = codes.filter((c) => positions[c] && byCode[c]?.parent && positions[byCode[c].parent]).map((c) => ({
     source: figures[c].name, target: figures[byCode[c].parent].name,
     lineStyle: { color: byCode[c].upstream_link === "down" ? "#d50000" : "#43a047", width: 2,
