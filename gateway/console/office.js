@@ -86,7 +86,7 @@ FQ.views.alerts = async (main) => {
   }));
 };
 
-/* ---------- 月报下载 ---------- */
+/* ---------- 月报与省级数据上报下载 ---------- */
 
 FQ.download = async (path, fallback) => {
   const reply = await fetch(path, { headers: { Authorization: "Bearer " + FQ.token } });
@@ -107,11 +107,17 @@ FQ.download = async (path, fallback) => {
 FQ.views.reports = async (main) => {
   const month = FQ.chinaDay().slice(0, 7);
   const areas = [[FQ.scope(), FQ.name(FQ.scope())], ...FQ.children().map((n) => [n.code, n.name])];
-  main.innerHTML = `<h2>月报</h2>${FQ.formHtml("report-form", "月报下载（中文表头）", [
+  main.innerHTML = `<h2>月报与省级数据上报</h2>${FQ.formHtml("report-form", "月报下载（中文表头）", [
     ["period", "统计月份", "text", { value: month, required: true, placeholder: "如 2026-11" }],
     ["code", "统计范围", "select", { options: areas }],
     ["format", "格式", "select", { options: [["xlsx", "Excel（XLSX）"], ["csv", "CSV"]] }],
-  ], "下载")}`;
+  ], "下载")}
+    ${FQ.formHtml("feed-form", "省级数据上报（已签名、不含个人信息的 JSON）", [
+      ["period", "统计周期", "text", { value: month, required: true, placeholder: "如 2026-11、2026Q4" }],
+    ], "下载上报数据")}`;
+  FQ.bind("feed-form", async (v) => {
+    await FQ.download(`/api/v1/feed/provincial?period=${encodeURIComponent(v.period)}`, `省级上报-${v.period}.json`);
+  });
   FQ.bind("report-form", async (v) => {
     if (!/^\d{4}-\d{2}$/.test(v.period)) throw new Error("统计月份应为 年-月，如 2026-11");
     await FQ.download(`/api/v1/reports/monthly?period=${v.period}&format=${v.format}&code=${v.code}`, `月报-${v.period}.${v.format}`);

@@ -7,6 +7,7 @@ through the API afterwards. Screenshots of each role's main screens (1440×900) 
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -427,6 +428,11 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     saved = await download.path()
     report = (await asyncio.to_thread(saved.read_bytes)).decode("utf-8-sig")
     assert "受理数" in report and "测试县综治中心" in report, report[:200]
+    async with province.page.expect_download() as started:
+        await province.page.locator("#feed-form button[type=submit]").click()
+    feed = await (await started.value).path()
+    text = (await asyncio.to_thread(feed.read_bytes)).decode()
+    assert json.loads(text) and "张三" not in text and "37170219850312004X" not in text  # figures, no parties
     await province.close()
 
 
