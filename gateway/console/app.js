@@ -72,6 +72,7 @@ FQ.chart = (element, option) => {
 FQ.logout = () => {
   FQ.token = "";
   FQ.me = null;
+  FQ.departmentList = null;
   sessionStorage.removeItem("fq-token");
   FQ.show();
 };
