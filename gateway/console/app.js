@@ -153,7 +153,7 @@ FQ.views.overview = async (main) => {
       <section class="card"><h3>小事不出村 · 大事不出镇 · 矛盾不上交</h3><div class="chart" id="chart-levels"></div></section>
       <section class="card"><h3>近 14 天受理与办结</h3><div class="chart" id="chart-trend"></div></section>
       <section class="card"><h3>本月案件类别</h3><div class="chart" id="chart-categories"></div></section>
-      <section class="card"><h3>部门红黑榜（${quarter}）</h3>${FQ.rankingTable(ranking.items)}</section>
+      <section class="card span2"><h3>部门红黑榜（${quarter}）</h3>${FQ.rankingTable(ranking.items, ranking.min_sample)}</section>
       <section class="card"><h3>超期案件与督办</h3><div id="overdue">正在加载…</div></section>
       <section class="card"><h3>各中心链路状态</h3>${FQ.linkTable(nodes.items, stats.stale_nodes || [])}</section>
     </div>`;
@@ -286,13 +286,17 @@ FQ.overdueList = async (element) => {
     </tbody></table>`;
 };
 
-FQ.rankingTable = (items) => {
+FQ.rankingTable = (items, minSample) => {
   if (!items.length) return '<p class="muted">本期暂无交办记录。</p>';
   const badge = (l) => (l === "red" ? '<span class="badge red">红榜</span>' : l === "black" ? '<span class="badge black">黑榜</span>' : "");
-  return `<table><thead><tr><th>名次</th><th>部门</th><th>交办</th><th>签收率</th><th>按期率</th><th>退单率</th><th></th></tr></thead>
-    <tbody>${items.map((s) => `<tr><td>${s.rank || "—"}</td><td>${FQ.esc(s.department)}</td><td>${s.assignments}</td>
-      <td>${FQ.pct(s.acknowledgement_rate)}</td><td>${FQ.pct(s.on_time_rate)}</td><td>${FQ.pct(s.return_rate)}</td>
-      <td>${badge(s.list)}</td></tr>`).join("")}</tbody></table>`;
+  const mean = (m) => (m && Number(m.count) > 0 ? Number(m.value).toFixed(2) : "—");
+  return `<table id="ranking"><thead><tr><th>名次</th><th>部门</th><th>交办</th><th>签收率</th><th>按期率</th><th>退单率</th>
+    <th>满意度</th><th>得分</th><th></th></tr></thead>
+    <tbody>${items.map((s) => `<tr><td>${s.rank || `<span class="muted" title="交办少于 ${FQ.esc(minSample)} 件不排名">样本不足</span>`}</td>
+      <td>${FQ.esc(s.department)}</td><td>${s.assignments}</td><td>${FQ.pct(s.acknowledgement_rate)}</td>
+      <td>${FQ.pct(s.on_time_rate)}</td><td>${FQ.pct(s.return_rate)}</td><td>${mean(s.satisfaction)}</td>
+      <td>${s.rank ? Number(s.score).toFixed(1) : "—"}</td><td>${badge(s.list)}</td></tr>`).join("")}</tbody></table>
+    <p class="muted">得分综合签收率、按期率、退单率与满意度；交办少于 ${FQ.esc(minSample)} 件的部门标为样本不足，不排名、不上榜。</p>`;
 };
 
 FQ.linkTable = (nodes, stale) => {

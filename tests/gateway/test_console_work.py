@@ -129,8 +129,11 @@ class Console:
         return [t.strip() for t in await self.page.locator("#nav a").all_inner_texts()]
 
     async def shot(self, name: str) -> None:
+        """The screen as the operator sees it at 1440×900; the overview also whole, scrolled."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+        if name.endswith("overview"):
+            await self.page.screenshot(path=str(SHOTS / f"{name}-full.png"), full_page=True)
 
     async def until_listed(self, hash_: str, view: str, queue: str, receipt: str) -> None:
         """Reload the view until ``receipt`` is in ``queue`` (replication takes its time)."""
