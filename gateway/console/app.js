@@ -16,10 +16,17 @@ FQ.STATUS = {
   CASE_STATUS_REOPENED: "发回重办",
 };
 FQ.CLASSES = { RESPONSE_CLASS_ROUTINE: "即办", RESPONSE_CLASS_URGENT: "应急", RESPONSE_CLASS_TASK_FORCE: "攻坚" };
-FQ.CATEGORIES = ["婚姻家庭", "邻里", "房屋宅基地", "合同", "生产经营", "损害赔偿", "山林土地", "征地拆迁",
-  "环境污染", "劳动争议", "消费", "医疗", "道路交通", "物业", "治安隐患", "安全隐患", "其它"];
-FQ.CHANNELS = ["网格员上报", "群众来访", "电话热线", "民情收集箱", "视频监控预警", "12345转办", "警调对接",
-  "网上信访", "部门移交"];
+FQ.STATUS_CODE = Object.fromEntries(Object.keys(FQ.STATUS).map((s, i) => [s, i + 1]));
+FQ.vocabulary = { categories: [], channels: [], centers: [] };
+FQ.names = {};
+/* 菜单：每项只在本角色有相应权限时出现（不出现点进去被拒绝的菜单）。 */
+FQ.MENU = [
+  ["overview", "一屏统览", ["figures.read"]], ["todo", "待办", ["cases.handle", "cases.direct"]],
+  ["intake", "受理", ["cases.submit"]], ["cases", "案件", ["cases.read"]],
+  ["directives", "工作指令", ["directives"]], ["alerts", "预警", ["figures.read", "joint.read"]],
+  ["joint", "三联联调", ["joint.read"]], ["projects", "四必评", ["projects.read"]],
+  ["reports", "月报", ["figures.read"]], ["accounts", "账号", ["users.manage"]],
+];
 
 FQ.esc = (value) => String(value ?? "").replace(/[&<>"']/g,
   (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -34,6 +41,11 @@ FQ.chinaDay = (offsetDays = 0) =>
 FQ.can = (permission) => !!FQ.me && FQ.me.permissions.includes(permission);
 FQ.scope = () => (FQ.me.node_code.startsWith(FQ.me.here) ? FQ.me.node_code : FQ.me.here);
 
+FQ.name = (code) => (code ? FQ.names[code] || code : "—");
+FQ.post = (path, body) => FQ.api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(body || {}) });
+FQ.allowed = (name) => FQ.MENU.some(([n, , perms]) => n === name && perms.some(FQ.can));
+
 FQ.api = async (path, options = {}) => {
   const headers = { ...(options.headers || {}), Authorization: "Bearer " + FQ.token };
   const reply = await fetch(path, { ...options, headers });
@@ -42,7 +54,10 @@ FQ.api = async (path, options = {}) => {
     throw new Error("登录已失效，请重新登录");
   }
   const body = await reply.json().catch(() => ({}));
-  if (!reply.ok) throw new Error(body.detail || "请求失败（" + reply.status + "）");
+  if (!reply.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg || d).join("；") : body.detail;
+    throw new Error(detail || "请求失败（" + reply.status + "）");
+  }
   return body;
 };
 
@@ -57,6 +72,7 @@ FQ.chart = (element, option) => {
 FQ.logout = () => {
   FQ.token = "";
   FQ.me = null;
+  FQ.departmentList = null;
   sessionStorage.removeItem("fq-token");
   FQ.show();
 };
@@ -71,23 +87,43 @@ FQ.show = async () => {
   if (!FQ.me) {
     try {
       FQ.me = await FQ.api("/api/v1/auth/me");
+      await FQ.loadNames();
     } catch (err) {
+      document.getElementById("main").innerHTML = `<p class="error">${FQ.esc(err.message)}</p>`;
       return;
     }
     document.getElementById("node-name").textContent = FQ.me.here_name;
-    document.getElementById("who-name").textContent = `${FQ.me.username}（${FQ.me.role_label}）`;
+    document.getElementById("who-name").textContent = `${FQ.me.username}（${FQ.me.role_label}${FQ.me.department ? " · " + FQ.me.department : ""}）`;
     document.title = "枫桥 · " + FQ.me.here_name;
+    document.getElementById("nav").innerHTML = FQ.MENU.filter(([, , perms]) => perms.some(FQ.can))
+      .map(([view, label]) => `<a href="#/${view}" data-view="${view}">${label}</a>`).join("");
   }
   FQ.route();
 };
 
+FQ.loadNames = async () => {
+  const [words, nodes] = await Promise.all([
+    FQ.api("/api/v1/vocabulary"),
+    FQ.can("figures.read") ? FQ.api("/api/v1/nodes?limit=500") : Promise.resolve({ items: [] }),
+  ]);
+  FQ.vocabulary = words;
+  FQ.nodes = nodes.items;
+  [...words.centers, ...nodes.items].forEach((n) => (FQ.names[n.code] = n.name));
+};
+
+/* 登录后的首页：值班员与部门看待办，网格员看受理，管理员与省级看一屏统览。 */
+FQ.home = () => (FQ.can("users.manage") || !FQ.can("cases.read") ? "overview"
+  : FQ.can("cases.handle") ? "todo" : FQ.can("cases.submit") ? "intake" : "cases");
+
 FQ.route = async () => {
-  const [, name = "overview", arg = ""] = location.hash.split("?")[0].split("/");
-  const view = FQ.views[name] || FQ.views.overview;
+  let [, name = "", arg = ""] = location.hash.split("?")[0].split("/");
+  if (name !== "case" && name !== "joint-case" && name !== "project" && !FQ.allowed(name)) name = FQ.home();
+  const view = FQ.views[name];
   FQ.charts.forEach((c) => c.dispose());
   FQ.charts = [];
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("on", a.dataset.view === name));
   const main = document.getElementById("main");
+  delete main.dataset.ready;
   main.innerHTML = '<p class="loading">正在加载…</p>';
   try {
     await view(main, decodeURIComponent(arg));
@@ -100,10 +136,6 @@ FQ.route = async () => {
 /* ---------- 一屏统览 ---------- */
 
 FQ.views.overview = async (main) => {
-  if (!FQ.can("figures.read")) {
-    location.hash = "#/cases";
-    return;
-  }
   const code = FQ.scope();
   const month = FQ.chinaDay().slice(0, 7);
   const quarter = month.slice(0, 4) + "Q" + Math.ceil(Number(month.slice(5, 7)) / 3);
@@ -121,7 +153,7 @@ FQ.views.overview = async (main) => {
       <section class="card"><h3>小事不出村 · 大事不出镇 · 矛盾不上交</h3><div class="chart" id="chart-levels"></div></section>
       <section class="card"><h3>近 14 天受理与办结</h3><div class="chart" id="chart-trend"></div></section>
       <section class="card"><h3>本月案件类别</h3><div class="chart" id="chart-categories"></div></section>
-      <section class="card"><h3>部门红黑榜（${quarter}）</h3>${FQ.rankingTable(ranking.items)}</section>
+      <section class="card span2"><h3>部门红黑榜（${quarter}）</h3>${FQ.rankingTable(ranking.items, ranking.min_sample)}</section>
       <section class="card"><h3>超期案件与督办</h3><div id="overdue">正在加载…</div></section>
       <section class="card"><h3>各中心链路状态</h3>${FQ.linkTable(nodes.items, stats.stale_nodes || [])}</section>
     </div>`;
@@ -180,12 +212,18 @@ FQ.mapChart = async (element, stats, nodes) => {
     });
   });
   const max = Math.max(1, ...codes.map((c) => Number(figures[c].received)));
+  // Spread across the chart's width, in proportion, so that circles stay round.
+  const ratio = Math.max(1, (element.clientWidth - 180) / Math.max(1, element.clientHeight - 130)) * 0.8;
   const data = codes.filter((c) => positions[c]).map((c) => ({
-    name: figures[c].name, value: Number(figures[c].received), x: positions[c][0], y: positions[c][1],
+    name: figures[c].name, value: Number(figures[c].received), x: positions[c][0] * ratio, y: positions[c][1],
     symbolSize: c === stats.code ? 70 : c.length === 9 ? 52 : 34,
     itemStyle: Number(figures[c].overdue) > 0 ? { borderColor: "#d50000", borderWidth: 4 } : {},
     overdue: figures[c].overdue,
   }));
+  // Two invisible corners fix the drawing's extent to the chart's proportions: a town's two villages
+  // (or a village alone) lie on one line, and a graph stretched to fit a flat box draws nonsense.
+  data.push(...[-1, 1].map((k) => ({ name: "　".repeat(k + 2), x: 520 * k * ratio / 0.8, y: 520 * k, symbolSize: 0,
+    label: { show: false }, tooltip: { show: false }, itemStyle: { opacity: 0 } })));
   const links = codes.filter((c) => positions[c] && byCode[c]?.parent && positions[byCode[c].parent]).map((c) => ({
     source: figures[c].name, target: figures[byCode[c].parent].name,
     lineStyle: { color: byCode[c].upstream_link === "down" ? "#d50000" : "#43a047", width: 2,
@@ -248,13 +286,17 @@ FQ.overdueList = async (element) => {
     </tbody></table>`;
 };
 
-FQ.rankingTable = (items) => {
+FQ.rankingTable = (items, minSample) => {
   if (!items.length) return '<p class="muted">本期暂无交办记录。</p>';
   const badge = (l) => (l === "red" ? '<span class="badge red">红榜</span>' : l === "black" ? '<span class="badge black">黑榜</span>' : "");
-  return `<table><thead><tr><th>名次</th><th>部门</th><th>交办</th><th>签收率</th><th>按期率</th><th>退单率</th><th></th></tr></thead>
-    <tbody>${items.map((s) => `<tr><td>${s.rank || "—"}</td><td>${FQ.esc(s.department)}</td><td>${s.assignments}</td>
-      <td>${FQ.pct(s.acknowledgement_rate)}</td><td>${FQ.pct(s.on_time_rate)}</td><td>${FQ.pct(s.return_rate)}</td>
-      <td>${badge(s.list)}</td></tr>`).join("")}</tbody></table>`;
+  const mean = (m) => (m && Number(m.count) > 0 ? Number(m.value).toFixed(2) : "—");
+  return `<table id="ranking"><thead><tr><th>名次</th><th>部门</th><th>交办</th><th>签收率</th><th>按期率</th><th>退单率</th>
+    <th>满意度</th><th>得分</th><th></th></tr></thead>
+    <tbody>${items.map((s) => `<tr><td>${s.rank || `<span class="muted" title="交办少于 ${FQ.esc(minSample)} 件不排名">样本不足</span>`}</td>
+      <td>${FQ.esc(s.department)}</td><td>${s.assignments}</td><td>${FQ.pct(s.acknowledgement_rate)}</td>
+      <td>${FQ.pct(s.on_time_rate)}</td><td>${FQ.pct(s.return_rate)}</td><td>${mean(s.satisfaction)}</td>
+      <td>${s.rank ? Number(s.score).toFixed(1) : "—"}</td><td>${badge(s.list)}</td></tr>`).join("")}</tbody></table>
+    <p class="muted">得分综合签收率、按期率、退单率与满意度；交办少于 ${FQ.esc(minSample)} 件的部门标为样本不足，不排名、不上榜。</p>`;
 };
 
 FQ.linkTable = (nodes, stale) => {
@@ -278,7 +320,6 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   }
   FQ.token = body.access_token;
   sessionStorage.setItem("fq-token", FQ.token);
-  if (!location.hash) location.hash = "#/overview";
   FQ.show();
 });
 document.getElementById("logout").addEventListener("click", FQ.logout);

@@ -1,4 +1,4 @@
-/* 枫桥操作台：案件列表、案件详情（时间线与三单）、三联联合案件、四必评看板。 */
+/* 枫桥操作台：案件列表、案件详情（时间线、三单、吹哨报到与攻坚专班；办理步骤见 work.js）。 */
 "use strict";
 
 FQ.EVENTS = {
@@ -20,10 +20,10 @@ FQ.views.cases = async (main) => {
   const statuses = Object.keys(FQ.STATUS);
   main.innerHTML = `<h2>案件列表</h2>
     <form id="filters" class="filters">
-      <label>类别<select name="category">${options(["", ...FQ.CATEGORIES], query.get("category") || "")}</select></label>
+      <label>类别<select name="category">${options(["", ...FQ.vocabulary.categories], query.get("category") || "")}</select></label>
       <label>状态<select name="status">${options(["", ...statuses.map((_, i) => String(i + 1))], query.get("status") || "",
         Object.fromEntries(statuses.map((s, i) => [String(i + 1), FQ.STATUS[s]])))}</select></label>
-      <label>渠道<select name="channel">${options(["", ...FQ.CHANNELS], query.get("channel") || "")}</select></label>
+      <label>渠道<select name="channel">${options(["", ...FQ.vocabulary.channels], query.get("channel") || "")}</select></label>
       <label>响应<select name="response_class">${options(["", "routine", "urgent", "task_force"], query.get("response_class") || "",
         { routine: "即办", urgent: "应急", task_force: "攻坚" })}</select></label>
       <label class="check"><input type="checkbox" name="overdue" value="true"${query.get("overdue") ? " checked" : ""}>只看超期</label>
@@ -37,23 +37,23 @@ FQ.views.cases = async (main) => {
   });
   const params = new URLSearchParams([...query].filter(([, v]) => v));
   params.set("page_size", "50");
-  FQ.casePage(document.getElementById("case-table"), params);
+  await FQ.casePage(document.getElementById("case-table"), params);
 };
 
 FQ.casePage = async (element, params) => {
   const page = await FQ.api("/api/v1/cases?" + params.toString());
   const rows = page.items.map((c) => `<tr>
       <td><a href="#/case/${encodeURIComponent(c.id)}">${FQ.esc(c.receipt_no)}</a></td><td>${FQ.esc(c.category)}</td>
-      <td>${FQ.esc(FQ.STATUS[c.status] || c.status)}</td><td>${FQ.esc(FQ.CLASSES[c.response_class] || "")}</td>
+      <td>${FQ.esc(FQ.STATUS[c.status] || c.status)}${FQ.overdue(c) ? ' <span class="badge red">已超期</span>' : ""}</td><td>${FQ.esc(FQ.CLASSES[c.response_class] || "")}</td>
       <td>${FQ.esc(c.channel)}</td><td${c.personal_note ? ` class="muted" title="${FQ.esc(c.personal_note)}"` : ""}>${FQ.esc(c.personal_note ? "（个人信息无法解密）" : c.parties.map((p) => p.name).join("、"))}</td>
-      <td>${FQ.time(c.received_at)}</td><td>${FQ.time(c.deadline)}</td><td>${FQ.esc(c.holder_node)}</td></tr>`);
+      <td>${FQ.time(c.received_at)}</td><td>${FQ.time(c.deadline)}</td><td>${FQ.esc(FQ.name(c.holder_node))}</td></tr>`);
   element.innerHTML = `<table class="cases"><thead><tr><th>受理编号</th><th>类别</th><th>状态</th><th>响应</th>
     <th>渠道</th><th>当事人</th><th>受理时间</th><th>办理时限</th><th>承办中心</th></tr></thead>
     <tbody>${rows.join("") || '<tr><td colspan="9" class="muted">没有符合条件的案件</td></tr>'}</tbody></table>
     ${page.next_page_token ? '<button id="more" type="button">下一页</button>' : ""}`;
   document.getElementById("more")?.addEventListener("click", () => {
     params.set("page_token", page.next_page_token);
-    FQ.casePage(element, params);
+    FQ.casePage(element, params).catch((err) => (element.innerHTML = `<p class="error">${FQ.esc(err.message)}</p>`));
   });
 };
 
@@ -64,62 +64,53 @@ FQ.views.case = async (main, id) => {
   ]);
   const field = (k, v) => `<dt>${k}</dt><dd>${FQ.esc(v || "—")}</dd>`;
   const a = c.assignment || {}, f = c.feedback || {}, e = c.evaluation || {};
-  main.innerHTML = `<h2>案件 ${FQ.esc(c.receipt_no)} <span class="badge">${FQ.esc(FQ.STATUS[c.status] || c.status)}</span></h2>
+  const when = (t) => (t ? FQ.time(t) : "");
+  const escalation = c.status === "CASE_STATUS_ESCALATING"
+    ? `<p class="notice">已上报${FQ.esc(FQ.name(c.escalation_to))}，理由：${FQ.esc(c.decided_reason)}；待其接收或退回。</p>` : "";
+  const summons = (c.summons || []).map((m) => `<li>吹哨召集 ${FQ.esc(m.department)}：${m.reported_at ? "已于 " + FQ.time(m.reported_at) + " 报到"
+    : m.overdue ? '<span class="bad">报到超时</span>' : "报到时限 " + FQ.time(m.report_by)}</li>`).join("");
+  const tasks = (c.subtasks || []).map((t) => `<tr><td>${FQ.esc(t.id)}</td><td>${FQ.esc(t.department)}</td><td>${FQ.esc(t.task)}</td>
+    <td>${when(t.deadline) || "—"}</td><td>${t.done_at ? "已完成：" + FQ.esc(t.result) : t.overdue ? '<span class="bad">已超时</span>' : "办理中"}</td></tr>`).join("");
+  const force = c.lead_department || summons ? `<section class="card wide" id="dispatch-card"><h3>吹哨报到与攻坚专班</h3>
+    ${summons ? `<ul>${summons}</ul>` : ""}
+    ${c.lead_department ? `<h4>攻坚专班（牵头：${FQ.esc(c.lead_department)}）</h4><table><thead><tr><th>编号</th><th>部门</th><th>任务</th>
+      <th>时限</th><th>状态</th></tr></thead><tbody>${tasks || '<tr><td colspan="5" class="muted">无子任务</td></tr>'}</tbody></table>` : ""}</section>` : "";
+  main.innerHTML = `<h2>案件 ${FQ.esc(c.receipt_no)} <span class="badge" id="case-status">${FQ.esc(FQ.STATUS[c.status] || c.status)}</span>
+    ${FQ.overdue(c) ? '<span class="badge red" id="overdue-mark">已超期</span>' : ""}
+    ${c.supervisions > 0 ? `<span class="badge red">督办 ${c.supervisions} 次</span>` : ""}
+    <span class="holder">承办中心：${FQ.esc(FQ.name(c.holder_node))}</span></h2>${escalation}
     <div class="grid">
+      <section class="card" id="actions"><h3>办理</h3><p class="muted">正在加载…</p></section>
       <section class="card"><h3>基本情况</h3><dl>
         ${field("类别", c.category)}${field("来源渠道", c.channel)}${field("响应等级", FQ.CLASSES[c.response_class])}
-        ${field("网格", c.grid)}${field("事发地", c.location?.address)}${field("受理时间", FQ.time(c.received_at))}
-        ${field("办理时限", FQ.time(c.deadline))}${field("承办中心", c.holder_node)}${field("上报者", c.reporter)}
-        ${field("督办次数", c.supervisions)}${field("化解层级", c.mediation_level)}</dl>
+        ${field("事发地", FQ.name(c.division_code))}${field("网格", c.grid)}${field("地点", c.location?.address)}
+        ${field("受理中心", FQ.name(c.origin_node))}${field("受理时间", FQ.time(c.received_at))}
+        ${field("办理时限", FQ.time(c.deadline))}${field("承办中心", FQ.name(c.holder_node))}${field("上报者", c.reporter)}
+        ${field("退单次数", c.returns)}${field("化解层级", c.mediation_level)}
+        ${c.pending_extension?.reason ? field("延期申请", `${c.pending_extension.reason}（延至 ${when(c.pending_extension.new_deadline)}）`) : ""}</dl>
         <p class="desc">${FQ.esc(c.description)}</p>
-        <h4>当事人</h4>${c.personal_note ? `<p class="muted">${FQ.esc(c.personal_note)}</p>` : ""}<ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("")}</ul>
+        <h4>当事人</h4>${c.personal_note ? `<p class="muted">${FQ.esc(c.personal_note)}</p>` : ""}<ul>${c.parties.map((p) => `<li>${FQ.esc(p.role)}：${FQ.esc(p.name)} ${FQ.esc(p.phone)} ${FQ.esc(p.id_number)}</li>`).join("") || '<li class="muted">未登记</li>'}</ul>
       </section>
       <section class="card slips"><h3>三单</h3>
-        <div class="slip"><h4>交办单</h4><dl>${field("承办部门", a.department)}${field("办理要求", a.requirement)}${field("时限", a.deadline ? FQ.time(a.deadline) : "")}</dl></div>
+        <div class="slip"><h4>交办单</h4><dl>${field("承办部门", a.department)}${field("办理要求", a.requirement)}${field("时限", a.deadline ? FQ.time(a.deadline) : "")}
+          ${field("签收", a.department ? (c.acknowledged ? "已签收" : "待签收") : "")}</dl></div>
         <div class="slip"><h4>反馈单</h4><dl>${field("办理结果", f.result)}${field("调解成功", f.result ? (f.mediated ? "是" : "否") : "")}
           ${field("调解层级", f.mediation_level)}${field("现场照片", (f.photos || []).length ? f.photos.length + " 张" : "")}
           ${field("签字材料", (f.signatures || []).length ? f.signatures.length + " 份" : "")}</dl></div>
         <div class="slip"><h4>评价单</h4><dl>${field("满意度", e.satisfaction ? e.satisfaction + " / 5" : "")}
           ${field("回访方式", e.method)}${field("评价", e.comment)}</dl></div>
       </section>
+      ${force}
       <section class="card wide"><h3>时间线</h3><ol class="timeline">${events.items.map(FQ.eventItem).join("")}</ol></section>
     </div>`;
+  await FQ.caseActions(document.getElementById("actions"), c);
 };
 
 FQ.eventItem = (event) => {
   const type = Object.keys(event).find((k) => FQ.EVENTS[k]) || "";
   const body = event[type] || {};
   const note = body.slip?.department || body.slip?.result || body.slip?.comment || body.reason || body.note
-    || body.summary || body.opinion || body.to_node || "";
+    || body.summary || body.opinion || (body.to_node ? "至" + FQ.name(body.to_node) : "") || "";
   return `<li><time>${FQ.time(event.at)}</time><b>${FQ.esc(FQ.EVENTS[type] || type)}</b>
-    <span class="muted">${FQ.esc(event.node)} · ${FQ.esc(event.actor)}</span> ${FQ.esc(note)}</li>`;
-};
-
-FQ.views.joint = async (main) => {
-  const page = await FQ.api("/api/v1/joint-cases?page_size=100");
-  const status = { JOINT_CASE_STATUS_OPEN: "办理中", JOINT_CASE_STATUS_CLOSED: "联合办结", JOINT_CASE_STATUS_DECLINED: "未成立" };
-  main.innerHTML = `<h2>三联联合案件（一案一专班）</h2><table><thead><tr><th>案件</th><th>类别</th><th>牵头乡镇</th>
-    <th>参与乡镇</th><th>专班成员</th><th>任务</th><th>状态</th><th>发起时间</th></tr></thead><tbody>
-    ${page.items.map((j) => `<tr><td>${FQ.esc(j.title)}</td><td>${FQ.esc(j.category)}</td><td>${FQ.esc(j.lead_node)}</td>
-      <td>${j.participants.map((p) => FQ.esc(p.node) + (p.signed_off ? "✔" : "")).join("、")}</td><td>${j.members.length}</td>
-      <td>${j.tasks.filter((t) => t.done).length} / ${j.tasks.length}</td><td>${FQ.esc(status[j.status] || j.status)}</td>
-      <td>${FQ.time(j.opened_at)}</td></tr>`).join("") || '<tr><td colspan="8" class="muted">暂无联合案件</td></tr>'}
-    </tbody></table>`;
-};
-
-FQ.views.projects = async (main) => {
-  const page = await FQ.api("/api/v1/projects?page_size=200");
-  const column = (stage) => page.items.filter((p) => (stage === "完成" ? p.status === "completed" : p.status !== "completed" && p.stage === stage));
-  const card = (p) => {
-    const gate = p.gates.find((g) => g.stage === p.stage) || {};
-    const open = p.hazards.filter((h) => !h.resolved).length;
-    return `<div class="pcard ${p.status === "suspended" ? "suspended" : ""}"><b>${FQ.esc(p.name)}</b>
-      <span class="muted">${FQ.esc(p.kind)} · 涉及 ${p.people_affected} 人</span>
-      <span class="badge ${gate.level || ""}">${FQ.esc(FQ.LEVELS[gate.level] || "待评估")}</span>
-      ${p.status === "suspended" ? '<span class="badge high">高风险暂停</span>' : ""}
-      <span class="muted">未销号隐患 ${open} 个 · 引发纠纷 ${p.cases.length} 件</span></div>`;
-  };
-  main.innerHTML = `<h2>四必评看板（立项、决策、实施、验收）</h2><div class="board">
-    ${[...FQ.STAGES, "完成"].map((s) => `<section class="lane"><h3>${s === "完成" ? "四评完成" : s + "评估"}</h3>
-      ${column(s).map(card).join("") || '<p class="muted">暂无</p>'}</section>`).join("")}</div>`;
+    <span class="muted">${FQ.esc(FQ.name(event.node))} · ${FQ.esc(event.actor)}</span> ${FQ.esc(note)}</li>`;
 };

@@ -19,7 +19,18 @@ from fengqiao.security.privacy import mask_case, mask_event
 from fengqiao.security.roles import Permission, allows
 from fengqiao.service import NodeContext
 from fengqiao.v1 import case_pb2, common_pb2, federation_pb2, intake_pb2
-from gateway.deps import Context, Page, ReadsCases, ReadsFigures, Services, Stubs, SubmitsCases, require_scope, scope_of
+from gateway.deps import (
+    Caller,
+    Context,
+    Page,
+    ReadsCases,
+    ReadsFigures,
+    Services,
+    Stubs,
+    SubmitsCases,
+    require_scope,
+    scope_of,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -90,6 +101,22 @@ def metrics_url(ctx: NodeContext, code: str) -> str | None:
         host = ctx.spec.host if metrics.host in ("", "0.0.0.0", "::") else metrics.host  # bound to all: the node's
         return f"http://{host}:{metrics.port}/metrics"
     return ctx.topology.node(code).metrics_url if ctx.topology.knows(code) else None
+
+
+@router.get(
+    "/vocabulary",
+    summary="本节点受理用语：案件类别、来源渠道（FQ_CATEGORIES、FQ_CHANNELS），及本中心、上级与相邻乡镇的名称",
+)
+async def vocabulary(who: Caller, ctx: Context) -> dict[str, Any]:
+    words = ctx.settings.vocabulary()
+    here = ctx.topology.node(ctx.spec.code)
+    near = [here, *ctx.topology.ancestors(here.code)]
+    near += [ctx.topology.node(c) for c in here.neighbours if ctx.topology.knows(c)]
+    return {
+        "categories": list(words.categories),
+        "channels": list(words.channels),
+        "centers": [{"code": n.code, "name": n.name, "tier": int(n.tier)} for n in near],
+    }
 
 
 class PartyIn(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from fengqiao.cases.vocabulary import DEFAULT_CATEGORIES
 from harness.county import ADMIN_PASSWORD, LocalCounty
 
 VILLAGE = "371702101001"
@@ -102,3 +103,28 @@ async def test_attachments_upload_and_download_by_hash(client: httpx.AsyncClient
     assert down.status_code == 200 and down.content == PNG
     wrong = await client.post("/api/v1/attachments", files={"file": ("x.exe", b"MZ..", "application/x-msdownload")})
     assert wrong.status_code == 400 and "不支持的附件类型" in wrong.json()["detail"]
+
+
+@pytest.fixture
+def own_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A county that adds its own category (网络诈骗) and channel (微信小程序) to the node setting."""
+    monkeypatch.setenv("FQ_CATEGORIES", ",".join([*DEFAULT_CATEGORIES, "网络诈骗"]))
+    monkeypatch.setenv("FQ_CHANNELS", "群众来访,微信小程序")
+
+
+async def test_the_vocabulary_is_the_nodes_own_with_the_names_of_the_centers_above(
+    own_words: None, client: httpx.AsyncClient
+) -> None:
+    """The console's 受理 form offers what this node accepts, not a list of its own."""
+    words = (await client.get("/api/v1/vocabulary")).json()
+    assert words["categories"] == [*DEFAULT_CATEGORIES, "网络诈骗"]
+    assert words["channels"] == ["群众来访", "微信小程序"]
+    centers = [(c["code"], c["name"], c["tier"]) for c in words["centers"]]
+    town, county = ("371702101", "测试1镇综治中心", 2), ("371702", "测试县综治中心", 1)
+    assert centers == [(VILLAGE, "测试1镇1村综治站", 3), town, county]
+    own = {**CASE, "client_request_id": "words-0001", "category": "网络诈骗", "channel": "微信小程序"}
+    accepted = await client.post("/api/v1/cases", json=own)
+    assert accepted.status_code == 201, accepted.text
+    dropped = {**CASE, "client_request_id": "words-0002", "channel": "电话热线"}
+    refused = await client.post("/api/v1/cases", json=dropped)
+    assert refused.status_code == 400 and "未知的来源渠道“电话热线”" in refused.json()["detail"]

@@ -33,6 +33,7 @@ REFUSED: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/v1/users/{username}/disable"): Role.DUTY_OFFICER,
     ("POST", "/api/v1/users/{username}/enable"): Role.DUTY_OFFICER,
     ("GET", "/api/v1/nodes"): None,
+    ("GET", "/api/v1/vocabulary"): None,
     ("POST", "/api/v1/cases"): Role.MEDIATOR,
     ("GET", "/api/v1/cases"): Role.PROVINCE_READONLY,
     ("GET", "/api/v1/cases/{case_id}"): Role.PROVINCE_READONLY,
