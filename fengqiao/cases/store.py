@@ -19,7 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import eventlog, outbox
-from fengqiao.cases import lifecycle
+from fengqiao.cases import factstore, lifecycle
 from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.divisions import case_subject, down_subject
 from fengqiao.errors import IllegalTransition, InvalidArgument, NotFound
@@ -63,11 +63,16 @@ def _event_values(event: pb.CaseEvent, *, now: dt.datetime) -> dict[str, object]
     }
 
 
-def _save_projections(session: Session, *, new: Sequence[pb.Case], changed: Sequence[pb.Case]) -> None:
-    """Insert the projections of new cases and update the others, each in one statement."""
+def _save_projections(session: Session, changes: Sequence[factstore.Change]) -> None:
+    """Insert the projections of new cases and update the others, each in one statement, and
+    their figure facts with them: the one place a case projection is written, so no fold can
+    leave the facts behind."""
+    connection = session.connection()
+    new = [c.after for c in changes if c.before is None]
+    changed = [c.after for c in changes if c.before is not None]
     if new:
         rows = [{"id": c.id, **_record_values(c)} for c in new]
-        session.connection().execute(insert(CaseRecord.__table__), rows)  # type: ignore[attr-defined]
+        connection.execute(insert(CaseRecord.__table__), rows)  # type: ignore[attr-defined]
     if changed:
         table = CaseRecord.__table__  # type: ignore[attr-defined]
         columns = list(_record_values(changed[0]))
@@ -77,7 +82,8 @@ def _save_projections(session: Session, *, new: Sequence[pb.Case], changed: Sequ
             .values({name: bindparam(f"v_{name}") for name in columns})
         )
         rows = [{"case_id": c.id, **{f"v_{k}": v for k, v in _record_values(c).items()}} for c in changed]
-        session.connection().execute(statement, rows)
+        connection.execute(statement, rows)
+    factstore.save(connection, changes)
 
 
 def _insert_events(session: Session, events: Sequence[pb.CaseEvent], *, now: dt.datetime) -> None:
@@ -126,8 +132,7 @@ class CaseLog:
         """Insert every event and every projection, and update the changed ones, a statement each
         for the whole batch (the holder's group commit)."""
         _insert_events(session, [e for c in changes for e in c.events], now=now)
-        new = [c.after for c in changes if c.before is None]
-        _save_projections(session, new=new, changed=[c.after for c in changes if c.before is not None])
+        _save_projections(session, [factstore.Change(c.before, c.after, c.events) for c in changes])
         return [c.after for c in changes]
 
     def messages(self, state: pb.Case, event: pb.CaseEvent, headers: Mapping[str, str]) -> list[outbox.Message]:
@@ -206,15 +211,16 @@ def store_replicated_many(session: Session, *, events: Sequence[pb.CaseEvent], n
         .where(_EVENTS.c.case_id.in_(affected), _EVENTS.c.seq > func.coalesce(_CASES.c.version, 0))
         .order_by(_EVENTS.c.case_id, _EVENTS.c.seq)
     ).all()
-    new: dict[str, pb.Case] = {}
-    changed: dict[str, pb.Case] = {}
+    folded: dict[str, pb.Case] = {}
+    applied: dict[str, list[pb.CaseEvent]] = {}
     for case_id, seq, data in unfolded:
-        case = changed.get(case_id) or new.get(case_id) or cases.get(case_id)
+        case = folded.get(case_id) or cases.get(case_id)
         if seq != (case.version if case is not None else 0) + 1:
             continue  # waits for its predecessors
-        folded = lifecycle.apply(case, pb.CaseEvent.FromString(data))
-        (changed if case_id in cases else new)[case_id] = folded
-    _save_projections(session, new=list(new.values()), changed=list(changed.values()))
+        event = pb.CaseEvent.FromString(data)
+        folded[case_id] = lifecycle.apply(case, event)
+        applied.setdefault(case_id, []).append(event)
+    _save_projections(session, [factstore.Change(cases.get(i), after, applied[i]) for i, after in folded.items()])
     return len(fresh)
 
 

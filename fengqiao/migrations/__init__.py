@@ -189,7 +189,7 @@ def revision(url: str, message: str, *, location: Path = SCRIPTS) -> Path:
     """Write the next migration into ``versions/``: what the imported models declare beyond the
     database at ``url`` (a scratch database: it is upgraded to the head first)."""
     upgrade(url, location=location)
-    number = f"{int(head(location)) + 1:04d}"
+    number = f"{int(head(location).split('_')[0]) + 1:04d}"  # a revision may be named 0004_topic
     with _locked(url) as conn:
         cfg = config(conn, location=location)
         ruff = Path(sys.executable).parent / "ruff"

@@ -1,6 +1,7 @@
 """The figures of a subtree at one moment: store reads folded by the pure figure code.
 
-Run inside one read transaction (``Database.read``), so every node's figures, its staleness and
+The tallies are SQL sums over the case facts, one per origin node, rolled up here by
+division-code prefix. Run inside one read transaction (``Database.read``), so every node's figures, its staleness and
 its children's come from the same state of the case log. The figures other services keep (四必评
 assessments, 三联 joint cases) come from the node's figure sources, read in the same transaction.
 """
@@ -63,9 +64,8 @@ def take(
     """The snapshot of ``code``'s subtree for ``period`` as of ``now``, with the counts of
     ``sources`` (the node's figure sources) for every node."""
     nodes = {n.code: n for n in topology.subtree(code)}
-    cases = store.cases_received(session, within=code, start=period.start, end=period.end)
-    by_origin = figures.tally_by_origin(figures.facts_of(c, now=now) for c in cases)
-    latest = store.latest_by_node(session, within=code)
+    by_origin = store.tallies_by_origin(session, within=code, start=period.start, end=period.end, now=now)
+    latest = store.latest_of(session, nodes=list(nodes))
     utc_start, utc_end = period.start.astimezone(dt.UTC), period.end.astimezone(dt.UTC)
     return Snapshot(
         root=code,

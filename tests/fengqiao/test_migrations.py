@@ -177,7 +177,7 @@ def later_migrations(tmp_path: Path, *steps: tuple[str, str]) -> Path:
     shutil.copytree(migrations.SCRIPTS, location, ignore=shutil.ignore_patterns("__pycache__"))
     down = migrations.head()
     for column, then in steps:
-        rev = f"{int(down) + 1:04d}"
+        rev = f"{int(down.split('_')[0]) + 1:04d}"  # a revision may be named 0004_topic
         text = LATER.format(rev=rev, down=down, column=column, default=f"{column}-default", then=then)
         (location / "versions" / f"{rev}_{column}.py").write_text(text)
         down = rev
@@ -244,7 +244,7 @@ def test_revision_writes_the_next_migration_from_what_the_models_declare(
     path = migrations.revision(url, "risk alerts again", location=location)
 
     head = migrations.head()
-    following = f"{int(head) + 1:04d}"
+    following = f"{int(head.split('_')[0]) + 1:04d}"
     assert path.parent == location / "versions" and path.name == f"{following}_risk_alerts_again.py"
     text = path.read_text()
     assert f'revision = "{following}"' in text and f'down_revision: str | None = "{head}"' in text
