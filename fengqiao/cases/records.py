@@ -87,6 +87,7 @@ class CaseFactRecord(SQLModel, table=True):
     __table_args__ = (
         Index("ix_case_fact_cohort", "origin_node", "received_us"),
         Index("ix_case_fact_grid_worker", "grid_worker", "received_us"),
+        Index("ix_case_fact_category", "category", "received_us"),  # lists by category, newest first
     )
 
     case_id: str = Field(primary_key=True, max_length=36)

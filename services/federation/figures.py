@@ -30,7 +30,6 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from fengqiao.cases import facts
-from fengqiao.divisions import is_within
 from fengqiao.v1 import common_pb2
 
 FigureFacts = facts.FigureFacts
@@ -72,8 +71,11 @@ class Tally:
         self.escalated += facts.escalated
 
     def merge(self, other: Tally) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        for name in _TALLY_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_TALLY_FIELDS = tuple(f.name for f in dataclasses.fields(Tally))
 
 
 def tally_by_origin(facts: Iterable[FigureFacts]) -> dict[str, Tally]:
@@ -85,14 +87,14 @@ def tally_by_origin(facts: Iterable[FigureFacts]) -> dict[str, Tally]:
 
 
 def rollup(by_origin: Mapping[str, Tally], codes: Iterable[str]) -> dict[str, Tally]:
-    """The tally of each of ``codes``: the sum over every origin at or below it."""
-    result: dict[str, Tally] = {}
-    for code in codes:
-        total = Tally()
-        for origin, tally in by_origin.items():
-            if is_within(origin, code):
+    """The tally of each of ``codes``: the sum over every origin at or below it (``is_within``:
+    a code is within each of its prefixes)."""
+    result = {code: Tally() for code in codes}
+    for origin, tally in by_origin.items():
+        for length in range(1, len(origin) + 1):
+            total = result.get(origin[:length])
+            if total is not None:
                 total.merge(tally)
-        result[code] = total
     return result
 
 

@@ -75,12 +75,38 @@ def take(
         nodes=nodes,
         tallies=figures.rollup(by_origin, list(nodes)),
         latest=newest_per_subtree(latest, list(nodes)),
-        contributed={
-            c: {
-                name: count
-                for source in sources
-                for name, count in source(session, within=c, start=utc_start, end=utc_end).items()
-            }
-            for c in nodes
-        },
+        contributed=contributed(session, sources, root=code, nodes=nodes, start=utc_start, end=utc_end),
     )
+
+
+def contributed(
+    session: Session,
+    sources: Sequence[FigureSource],
+    *,
+    root: str,
+    nodes: dict[str, NodeSpec],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> dict[str, dict[str, int]]:
+    """Each source's counts for every node of ``root``'s subtree (``nodes``), asked top down and
+    only below a node where the source counted something: a source counts what lies at or below
+    a node, so below a node with nothing every count is 0 too (most nodes in most periods; each
+    ask is a few queries, and a county has over a hundred nodes)."""
+    children: dict[str, list[str]] = {}
+    for spec in nodes.values():
+        if spec.parent:
+            children.setdefault(spec.parent, []).append(spec.code)
+    out: dict[str, dict[str, int]] = {c: {} for c in nodes}
+    for source in sources:
+        pending = [root]
+        while pending:
+            code = pending.pop()
+            counts = dict(source(session, within=code, start=start, end=end))
+            out[code].update(counts)
+            if any(counts.values()):
+                pending += children.get(code, [])
+            else:
+                for c in nodes:
+                    if c != code and c.startswith(code):
+                        out[c].update(dict.fromkeys(counts, 0))
+    return out

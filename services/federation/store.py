@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, union_all
+from sqlalchemy import ColumnElement, and_, case, func, or_, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
@@ -251,18 +251,16 @@ def received_days(
 
 
 def latest_of(session: Session, *, nodes: Sequence[str]) -> dict[str, dt.datetime]:
-    """The time of the newest event each of ``nodes`` has written (as stored here), one index
-    probe per node in one statement."""
+    """The time of the newest event each of ``nodes`` has written (as stored here): one index
+    probe per node (``ix_case_event_node_at``), in one statement per few hundred nodes."""
     latest: dict[str, dt.datetime] = {}
     for first in range(0, len(nodes), _PROBES):
-        probes = [
-            sa_select(
-                literal(node).label("node"),
-                sa_select(func.max(_EVENTS.c.at)).where(_EVENTS.c.node == node).scalar_subquery().label("at"),
-            )
-            for node in nodes[first : first + _PROBES]
-        ]
-        latest.update(_newest(session.connection().execute(union_all(*probes))))
+        chunk = nodes[first : first + _PROBES]
+        sql = " UNION ALL ".join(
+            f"SELECT :n{i}, (SELECT max(at) FROM case_event WHERE node = :n{i})" for i in range(len(chunk))
+        )
+        rows = session.connection().execute(text(sql), {f"n{i}": node for i, node in enumerate(chunk)})
+        latest.update(_newest(rows))
     return latest
 
 

@@ -47,6 +47,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_case_fact_cohort", "case_fact", ["origin_node", "received_us"])
     op.create_index("ix_case_fact_grid_worker", "case_fact", ["grid_worker", "received_us"])
+    op.create_index("ix_case_fact_category", "case_fact", ["category", "received_us"])
     op.create_table(
         "assignment_fact",
         sa.Column("case_id", sa.String(36), nullable=False),
