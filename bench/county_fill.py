@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import inspect
 import logging
 import random
 import time
@@ -30,8 +31,8 @@ from fengqiao import migrations
 from fengqiao.cases import store as casestore
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
-from fengqiao.errors import FengqiaoError
 from fengqiao.divisions import parent_code
+from fengqiao.errors import FengqiaoError
 from fengqiao.v1 import case_pb2 as pb
 from fengqiao.v1 import common_pb2
 from harness.county import small_county
@@ -48,13 +49,15 @@ FILLED = "bench.filled"
 
 
 def key(cases: int) -> str:
-    """What the filled database depends on: this file and the count."""
-    return hashlib.sha256(Path(__file__).read_bytes() + str(cases).encode()).hexdigest()[:12]
+    """What the filled database depends on: how cases are made and stored, and how many."""
+    made = "".join(inspect.getsource(f) for f in (_Log, case_events, fill)) + repr((CATEGORIES, DEPARTMENTS, CHANNELS))
+    return hashlib.sha256(f"{made}{YEAR_START}{TOPOLOGY}{cases}".encode()).hexdigest()[:12]
 
 
 class _Log:
     def __init__(self, rng: random.Random, origin: str, at: dt.datetime) -> None:
-        self.rng, self.at, self.case_id, self.events = rng, at, str(uuid.uuid4()), []  # type: list[pb.CaseEvent]
+        self.rng, self.at, self.case_id = rng, at, str(uuid.uuid4())
+        self.events: list[pb.CaseEvent] = []
 
     def add(self, node: str, field: str, payload: object, *, hours: float | None = None) -> None:
         self.at += dt.timedelta(hours=self.rng.uniform(0.5, 8) if hours is None else hours)
@@ -174,8 +177,8 @@ def filled(cases: int, *, postgres_admin: str | None = None) -> Database:
         with psycopg.connect(admin, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 conn.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(postgres_admin).set(drivername="postgresql+psycopg", database=name)
-        url = url.render_as_string(hide_password=False)
+        target = make_url(postgres_admin).set(drivername="postgresql+psycopg", database=name)
+        url = target.render_as_string(hide_password=False)
     db = Database(url)
     if _is_filled(db):
         t0 = time.monotonic()

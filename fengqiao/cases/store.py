@@ -290,7 +290,8 @@ def _listed_by_facts(
     connection = session.connection()
     rows = connection.execute(query).all()
     ids = [case_id for case_id, _ in rows[:page_size]]
-    data = dict(connection.execute(sa_select(_CASES.c.id, _CASES.c.data).where(_CASES.c.id.in_(ids))).all())
+    found = connection.execute(sa_select(_CASES.c.id, _CASES.c.data).where(_CASES.c.id.in_(ids)))
+    data: dict[str, bytes] = {case_id: blob for case_id, blob in found}
     token = ""
     if len(rows) > page_size:
         case_id, us = rows[page_size - 1]
