@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -170,7 +171,9 @@ def _figures(args: argparse.Namespace) -> int:
         print("\r" + line, end="", file=sys.stderr, flush=True)
 
     try:
-        done = factstore.rebuild(engine.begin, batch=args.batch, restart=args.restart, progress=show)
+        done = factstore.rebuild(
+            engine.begin, batch=args.batch, restart=args.restart, workers=args.workers, progress=show
+        )
     except FengqiaoError as exc:
         print(f"\n统计事实重算失败：{exc.message}（再次运行将从中断处继续）", file=sys.stderr)
         return 1
@@ -269,6 +272,12 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--database", required=True, help=url_help)
     rebuild.add_argument("--batch", type=int, default=2000, help="cases per transaction")
     rebuild.add_argument("--restart", action="store_true", help="start again from the first case")
+    rebuild.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes that fold the logs (0: none besides this one)",
+    )
     rebuild.set_defaults(run=_figures)
 
     pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")

@@ -279,3 +279,20 @@ def test_a_changed_on_time_rule_gives_the_folds_new_figures_after_a_rebuild(
     assert done.done == done.total == len(logs)
     assert lines[-1] == done and len(lines) > 2
     assert sql() == fold()
+
+
+def test_rebuild_in_worker_processes_keeps_a_case_a_fold_changed_meanwhile(db: Database) -> None:
+    logs = every_log(23)
+    now = START + dt.timedelta(days=40)
+    head = [e for log in logs for e in log[:-1]]
+    db.transaction(lambda s: casestore.store_replicated_many(s, events=head, now=now))
+    ids = sorted(log[0].case_id for log in logs)
+    made = db.transaction(lambda s: factstore.fact_rows(factstore._read_logs(s.connection(), ids)))
+    # meanwhile the last event of every case arrives and is folded, facts and all
+    db.transaction(lambda s: casestore.store_replicated_many(s, events=[log[-1] for log in logs], now=now))
+    kept = fact_rows(db)
+    db.transaction(lambda s: factstore._write_rows(s.connection(), ids, made))  # rows made before it
+    assert fact_rows(db) == kept
+    db.transaction(lambda s: s.execute(text("DELETE FROM case_fact")))
+    done = factstore.rebuild(db.engine.begin, batch=9, workers=2)
+    assert done.done == len(logs) and fact_rows(db) == kept
