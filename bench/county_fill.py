@@ -48,7 +48,7 @@ YEAR_START = dt.datetime(2026, 1, 1, tzinfo=CHINA_TZ).astimezone(dt.UTC)
 FILLED = "bench.filled"
 
 
-def key(cases: int) -> str:
+def key_of(cases: int) -> str:
     """What the filled database depends on: how cases are made and stored, and how many."""
     made = "".join(inspect.getsource(f) for f in (_Log, case_events, fill)) + repr((CATEGORIES, DEPARTMENTS, CHANNELS))
     return hashlib.sha256(f"{made}{YEAR_START}{TOPOLOGY}{cases}".encode()).hexdigest()[:12]
@@ -163,11 +163,12 @@ def _is_filled(db: Database) -> bool:
     return bool(value)
 
 
-def filled(cases: int, *, postgres_admin: str | None = None) -> Database:
+def filled(cases: int, *, postgres_admin: str | None = None, key: str = "") -> Database:
     """The county's database filled with ``cases`` cases: SQLite, or PostgreSQL on the server
     of ``postgres_admin`` (a URL of a database to create others from); upgraded to this code's
-    schema (which, for facts, fills them from the events as the migration does)."""
-    name = f"figures_county_year_{key(cases)}"
+    schema (which, for facts, fills them from the events as the migration does). ``key``
+    names the filled database to reuse instead of this code's own."""
+    name = f"figures_county_year_{key or key_of(cases)}"
     if postgres_admin is None:
         CACHE.mkdir(exist_ok=True)
         path = CACHE / f"{name}.db"

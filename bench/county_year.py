@@ -182,8 +182,11 @@ def measure(db: Database, kind: str) -> list[Result]:
 def figures_county_year(settings: BenchSettings) -> list[Result]:
     """A county-year's figures, rankings, case page and 月报 over HTTP, SQLite and PostgreSQL."""
     results = []
+    wanted = settings.county_year_backends.split(",")
     for kind, admin in (("sqlite", None), ("postgresql", settings.postgres_url)):
-        db = county_fill.filled(settings.county_year_cases, postgres_admin=admin)
+        if kind not in wanted:
+            continue
+        db = county_fill.filled(settings.county_year_cases, postgres_admin=admin, key=settings.county_year_key)
         try:
             results += measure(db, kind)
         finally:

@@ -80,12 +80,40 @@ class Counter(SQLModel, table=True):
 # at or below a node (division-code prefix) during a period.
 
 
+_SUMMED = (
+    "closed",
+    "on_time",
+    "mediated",
+    "followed_up",
+    "satisfaction",
+    "handling_seconds",
+    "resolved_tier",
+    "at_county",
+    "open_deadline_us",
+    "supervised",
+    "escalated",
+)
+_ASSIGNMENT_SUMMED = (
+    "department",
+    "acknowledged",
+    "returned",
+    "escalated_away",
+    "closed",
+    "on_time",
+    "deadline_us",
+    "satisfaction",
+)
+
+
 class CaseFactRecord(SQLModel, table=True):
     """One case's figure facts, as of its projection."""
 
     __tablename__ = "case_fact"
     __table_args__ = (
-        Index("ix_case_fact_cohort", "origin_node", "received_us"),
+        # the figures' sums read only an index (covering): a subtree's rows in origin order (no
+        # sort for the GROUP BY origin), or, for a short period of a wide subtree, its rows
+        Index("ix_case_fact_cohort", "origin_node", "received_us", *_SUMMED),
+        Index("ix_case_fact_period", "received_us", "origin_node", *_SUMMED),
         Index("ix_case_fact_grid_worker", "grid_worker", "received_us"),
         Index("ix_case_fact_category", "category", "received_us"),  # lists by category, newest first
     )
@@ -115,7 +143,7 @@ class AssignmentFactRecord(SQLModel, table=True):
 
     __tablename__ = "assignment_fact"
     __table_args__ = (
-        Index("ix_assignment_fact_cohort", "origin_node", "received_us"),
+        Index("ix_assignment_fact_cohort", "origin_node", "received_us", *_ASSIGNMENT_SUMMED),
         Index("ix_assignment_fact_department", "department", "received_us"),
     )
 

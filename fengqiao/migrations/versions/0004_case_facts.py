@@ -20,6 +20,29 @@ branch_labels = None
 depends_on = None
 
 _BATCH = 1000
+_SUMMED = [
+    "closed",
+    "on_time",
+    "mediated",
+    "followed_up",
+    "satisfaction",
+    "handling_seconds",
+    "resolved_tier",
+    "at_county",
+    "open_deadline_us",
+    "supervised",
+    "escalated",
+]
+_ASSIGNMENT_SUMMED = [
+    "department",
+    "acknowledged",
+    "returned",
+    "escalated_away",
+    "closed",
+    "on_time",
+    "deadline_us",
+    "satisfaction",
+]
 
 
 def upgrade() -> None:
@@ -45,7 +68,8 @@ def upgrade() -> None:
         sa.Column("grid", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("case_id"),
     )
-    op.create_index("ix_case_fact_cohort", "case_fact", ["origin_node", "received_us"])
+    op.create_index("ix_case_fact_cohort", "case_fact", ["origin_node", "received_us", *_SUMMED])
+    op.create_index("ix_case_fact_period", "case_fact", ["received_us", "origin_node", *_SUMMED])
     op.create_index("ix_case_fact_grid_worker", "case_fact", ["grid_worker", "received_us"])
     op.create_index("ix_case_fact_category", "case_fact", ["category", "received_us"])
     op.create_table(
@@ -66,7 +90,7 @@ def upgrade() -> None:
         sa.Column("closer", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("case_id", "ordinal"),
     )
-    op.create_index("ix_assignment_fact_cohort", "assignment_fact", ["origin_node", "received_us"])
+    op.create_index("ix_assignment_fact_cohort", "assignment_fact", ["origin_node", "received_us", *_ASSIGNMENT_SUMMED])
     op.create_index("ix_assignment_fact_department", "assignment_fact", ["department", "received_us"])
     op.create_table(
         "call_fact",
