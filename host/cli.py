@@ -153,14 +153,14 @@ def _figures(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from fengqiao.cases import factstore
+    from fengqiao.cases import rebuild
     from fengqiao.db import make_engine
 
     engine = make_engine(args.database)
     started = time.monotonic()
     first: list[int] = []
 
-    def show(p: factstore.Progress) -> None:
+    def show(p: rebuild.Progress) -> None:
         if not first:
             first.append(p.done)
             if p.done:
@@ -171,7 +171,7 @@ def _figures(args: argparse.Namespace) -> int:
         print("\r" + line, end="", file=sys.stderr, flush=True)
 
     try:
-        done = factstore.rebuild(
+        done = rebuild.rebuild(
             engine.begin, batch=args.batch, restart=args.restart, workers=args.workers, progress=show
         )
     except FengqiaoError as exc:

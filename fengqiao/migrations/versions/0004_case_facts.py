@@ -1,7 +1,7 @@
 """figure facts kept beside the case projection (case_fact, assignment_fact, call_fact)
 
 Creates the fact tables and fills them from the event logs of the cases already stored
-(``fengqiao.cases.factstore.rebuild_batch``, what ``fengqiao figures rebuild`` runs), so the
+(``fengqiao.cases.rebuild.rebuild_batch``, what ``fengqiao figures rebuild`` runs), so the
 figures of an upgraded database are those it gave before. Also indexes the case events by
 writer and time, for the newest event of each node.
 
@@ -109,12 +109,12 @@ def upgrade() -> None:
 
 def _fill() -> None:
     """The facts of every case stored, from its event log."""
-    from fengqiao.cases import factstore  # the definition of the facts, as of this code
+    from fengqiao.cases import rebuild  # the definition of the facts, as of this code
 
     connection = op.get_bind()
     ids = list(connection.execute(sa.text("SELECT id FROM case_record ORDER BY id")).scalars())
     for start in range(0, len(ids), _BATCH):
-        factstore.rebuild_batch(connection, ids[start : start + _BATCH])
+        rebuild.rebuild_batch(connection, ids[start : start + _BATCH])
 
 
 def downgrade() -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from bench.recompute import expected, observed
 from fengqiao import migrations
-from fengqiao.cases import facts, factstore, lifecycle
+from fengqiao.cases import facts, lifecycle, rebuild
 from fengqiao.cases import store as casestore
 from fengqiao.clock import CHINA_TZ
 from fengqiao.db import Database
@@ -197,7 +197,7 @@ def test_replicated_figures_in_sql_equal_the_fold_at_every_stage(
         stored += part
         assert_figures_equal_the_fold(db, stored, now=now)
     kept = fact_rows(db)
-    db.transaction(lambda s: factstore.rebuild_batch(s.connection(), [log[0].case_id for log in every_log(seed)]))
+    db.transaction(lambda s: rebuild.rebuild_batch(s.connection(), [log[0].case_id for log in every_log(seed)]))
     assert fact_rows(db) == kept
 
 
@@ -274,8 +274,8 @@ def test_a_changed_on_time_rule_gives_the_folds_new_figures_after_a_rebuild(
     )
     assert fold().on_time > before.on_time  # the definition changed …
     assert sql() == before  # … the stored facts not yet
-    lines: list[factstore.Progress] = []
-    done = factstore.rebuild(db.engine.begin, batch=7, progress=lines.append)
+    lines: list[rebuild.Progress] = []
+    done = rebuild.rebuild(db.engine.begin, batch=7, progress=lines.append)
     assert done.done == done.total == len(logs)
     assert lines[-1] == done and len(lines) > 2
     assert sql() == fold()
@@ -287,12 +287,12 @@ def test_rebuild_in_worker_processes_keeps_a_case_a_fold_changed_meanwhile(db: D
     head = [e for log in logs for e in log[:-1]]
     db.transaction(lambda s: casestore.store_replicated_many(s, events=head, now=now))
     ids = sorted(log[0].case_id for log in logs)
-    made = db.transaction(lambda s: factstore.fact_rows(factstore._read_logs(s.connection(), ids)))
+    made = db.transaction(lambda s: rebuild.fact_rows(rebuild._read_logs(s.connection(), ids)))
     # meanwhile the last event of every case arrives and is folded, facts and all
     db.transaction(lambda s: casestore.store_replicated_many(s, events=[log[-1] for log in logs], now=now))
     kept = fact_rows(db)
-    db.transaction(lambda s: factstore._write_rows(s.connection(), ids, made))  # rows made before it
+    db.transaction(lambda s: rebuild._write_rows(s.connection(), ids, made))  # rows made before it
     assert fact_rows(db) == kept
     db.transaction(lambda s: s.execute(text("DELETE FROM case_fact")))
-    done = factstore.rebuild(db.engine.begin, batch=9, workers=2)
+    done = rebuild.rebuild(db.engine.begin, batch=9, workers=2)
     assert done.done == len(logs) and fact_rows(db) == kept

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from fengqiao import migrations
-from fengqiao.cases import factstore
+from fengqiao.cases import rebuild
 from fengqiao.db import make_engine
 from host import cli
 
@@ -61,13 +61,13 @@ def test_an_interrupted_rebuild_goes_on_from_where_it_stopped(
     with engine.begin() as c:
         c.execute(text("DELETE FROM case_fact"))
         c.execute(text("DELETE FROM assignment_fact"))
-        c.execute(text("INSERT INTO counter (name, value) VALUES (:n, 12)"), {"n": factstore.REBUILD_COUNTER})
-    seen: list[factstore.Progress] = []
-    done = factstore.rebuild(engine.begin, batch=5, progress=seen.append)
-    assert seen[0] == factstore.Progress(12, 19) and done == factstore.Progress(19, 19)
+        c.execute(text("INSERT INTO counter (name, value) VALUES (:n, 12)"), {"n": rebuild.REBUILD_COUNTER})
+    seen: list[rebuild.Progress] = []
+    done = rebuild.rebuild(engine.begin, batch=5, progress=seen.append)
+    assert seen[0] == rebuild.Progress(12, 19) and done == rebuild.Progress(19, 19)
     assert len(facts(upgraded)["case_fact"]) == 7  # only the cases after the twelfth were redone
     with engine.begin() as c:
-        assert factstore.rebuild_done(c) == 0  # finished: the next one starts from the first case
+        assert rebuild.rebuild_done(c) == 0  # finished: the next one starts from the first case
     engine.dispose()
     assert cli.main(["figures", "rebuild", "--database", upgraded]) == 0
     assert "统计事实已重算：19 件" in capsys.readouterr().out
