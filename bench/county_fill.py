@@ -185,6 +185,7 @@ def filled(cases: int, *, postgres_admin: str | None = None, key: str = "") -> D
         t0 = time.monotonic()
         migrations.upgrade(url)
         log.info("reusing %s (upgrade %.1f s)", name, time.monotonic() - t0)
+        _settled(postgres_admin, url)
         return db
     db.close()
     if postgres_admin is None:
@@ -200,4 +201,14 @@ def filled(cases: int, *, postgres_admin: str | None = None, key: str = "") -> D
     fill(db, cases)
     db.transaction(lambda s: s.execute(text("INSERT INTO counter (name, value) VALUES (:n, 1)"), {"n": FILLED}))
     log.info("filled %s with %d cases in %.0f s", name, cases, time.monotonic() - t0)
+    _settled(postgres_admin, url)
     return db
+
+
+def _settled(postgres_admin: str | None, url: str) -> None:
+    """PostgreSQL as autovacuum leaves a county's database between bursts of writes: vacuumed
+    (index-only scans of the covering indexes) and analysed."""
+    if postgres_admin is not None:
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE")
