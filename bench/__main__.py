@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from bench import benchmarks, catchup, escalation, rollup  # noqa: F401  (registers the benchmarks)
+from bench import benchmarks, catchup, county_year, escalation, rollup  # noqa: F401  (registers the benchmarks)
 from bench.harness import REGISTRY, BenchSettings, run
 
 

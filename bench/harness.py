@@ -35,6 +35,14 @@ class BenchSettings(BaseSettings):
     drain_timeout_s: float = Field(default=180.0, gt=0, description="how long to wait for the stream")
     profile_dir: Path | None = Field(default=None, description="cProfile the county server into here")
     escalation_rate: float = Field(default=200.0, gt=0, description="escalations/s of escalation_latency")
+    county_year_cases: int = Field(default=100_000, ge=1000, description="cases of figures_county_year")
+    county_year_backends: str = Field(default="sqlite,postgresql", description="databases of figures_county_year")
+    county_year_key: str = Field(default="", description="reuse the filled databases of this key (a run before)")
+    postgres_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias="DATABASE_URL",
+        description="the PostgreSQL server figures_county_year creates its database on",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """The ``fengqiao`` command: run a node, a whole sample county (``fengqiao demo``), render a
 county's configs (``fengqiao topology render``), upgrade a node's database (``fengqiao db``), back a
 node up and restore it (``fengqiao backup``, ``fengqiao restore``), rotate the personal-data keys
-(``fengqiao keys``)."""
+(``fengqiao keys``), recompute its figure facts (``fengqiao figures rebuild``), write the working-day
+calendar (``fengqiao calendar generate``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -157,6 +159,47 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fengqiao.cases import rebuild
+    from fengqiao.db import make_engine
+
+    engine = make_engine(args.database)
+    started = time.monotonic()
+    first: list[int] = []
+
+    def show(p: rebuild.Progress) -> None:
+        if not first:
+            first.append(p.done)
+            if p.done:
+                print(f"接续上次未完成的重算：已完成 {p.done:,} 件", file=sys.stderr)
+        pace = (p.done - first[0]) / max(time.monotonic() - started, 1e-9)
+        share = p.done / p.total if p.total else 1.0
+        line = f"重算统计事实：{p.done:,} / {p.total:,} 件（{share:.0%}），{pace:,.0f} 件/秒"
+        print("\r" + line, end="", file=sys.stderr, flush=True)
+
+    try:
+        done = rebuild.rebuild(
+            engine.begin, batch=args.batch, restart=args.restart, workers=args.workers, progress=show
+        )
+    except FengqiaoError as exc:
+        print(f"\n统计事实重算失败：{exc.message}（再次运行将从中断处继续）", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"\n统计事实重算失败：数据库错误 {exc.__class__.__name__}（再次运行将从中断处继续）", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    took = time.monotonic() - started
+    print(file=sys.stderr)
+    count = done.done - first[0]
+    print(f"统计事实已重算：{count:,} 件，用时 {took:.1f} 秒（{count / max(took, 1e-9):,.0f} 件/秒）")
+    return 0
+
+
 def _pki(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -242,6 +285,22 @@ def parser() -> argparse.ArgumentParser:
     generating.add_argument("--years", type=int, nargs="+", required=True, help="e.g. 2026 2027")
     generating.add_argument("--out", type=Path, required=True, help="the calendar file to write")
     generating.set_defaults(run=_calendar)
+
+    figures = sub.add_parser("figures", help="the figure facts kept beside the cases")
+    figures_sub = figures.add_subparsers(dest="figures_command", required=True)
+    rebuild = figures_sub.add_parser(
+        "rebuild", help="recompute every figure fact from the event logs (after a definition change); resumable"
+    )
+    rebuild.add_argument("--database", required=True, help=url_help)
+    rebuild.add_argument("--batch", type=int, default=2000, help="cases per transaction")
+    rebuild.add_argument("--restart", action="store_true", help="start again from the first case")
+    rebuild.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes that fold the logs (0: none besides this one)",
+    )
+    rebuild.set_defaults(run=_figures)
 
     pki = sub.add_parser("pki", help="the county certificate authority: node certificates for mTLS")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)

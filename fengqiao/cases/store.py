@@ -19,7 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, or_, select
 
 from fengqiao import eventlog, outbox
-from fengqiao.cases import audited, lifecycle
+from fengqiao.cases import audited, factstore, lifecycle
 from fengqiao.cases.records import CaseEventRecord, CaseRecord
 from fengqiao.divisions import case_subject, down_subject
 from fengqiao.errors import BadMessage, IllegalTransition, InvalidArgument, NotFound, NotYet
@@ -64,11 +64,16 @@ def _event_values(event: pb.CaseEvent, *, now: dt.datetime) -> dict[str, object]
     }
 
 
-def _save_projections(session: Session, *, new: Sequence[pb.Case], changed: Sequence[pb.Case]) -> None:
-    """Insert the projections of new cases and update the others, each in one statement."""
+def _save_projections(session: Session, changes: Sequence[factstore.Change]) -> None:
+    """Insert the projections of new cases and update the others, each in one statement, and
+    their figure facts with them: the one place a case projection is written, so no fold can
+    leave the facts behind."""
+    connection = session.connection()
+    new = [c.after for c in changes if c.before is None]
+    changed = [c.after for c in changes if c.before is not None]
     if new:
         rows = [{"id": c.id, **_record_values(c)} for c in new]
-        session.connection().execute(insert(CaseRecord.__table__), rows)  # type: ignore[attr-defined]
+        connection.execute(insert(CaseRecord.__table__), rows)  # type: ignore[attr-defined]
     if changed:
         table = CaseRecord.__table__  # type: ignore[attr-defined]
         columns = list(_record_values(changed[0]))
@@ -78,7 +83,8 @@ def _save_projections(session: Session, *, new: Sequence[pb.Case], changed: Sequ
             .values({name: bindparam(f"v_{name}") for name in columns})
         )
         rows = [{"case_id": c.id, **{f"v_{k}": v for k, v in _record_values(c).items()}} for c in changed]
-        session.connection().execute(statement, rows)
+        connection.execute(statement, rows)
+    factstore.save(connection, changes)
 
 
 def _insert_events(session: Session, events: Sequence[pb.CaseEvent], *, now: dt.datetime) -> None:
@@ -127,8 +133,7 @@ class CaseLog:
         """Insert every event and every projection, and update the changed ones, a statement each
         for the whole batch (the holder's group commit)."""
         _insert_events(session, [e for c in changes for e in c.events], now=now)
-        new = [c.after for c in changes if c.before is None]
-        _save_projections(session, new=new, changed=[c.after for c in changes if c.before is not None])
+        _save_projections(session, [factstore.Change(c.before, c.after, c.events) for c in changes])
         return [c.after for c in changes]
 
     def messages(self, state: pb.Case, event: pb.CaseEvent, headers: Mapping[str, str]) -> list[outbox.Message]:
@@ -210,15 +215,16 @@ def store_replicated_many(session: Session, *, events: Sequence[pb.CaseEvent], n
         .where(_EVENTS.c.case_id.in_(affected), _EVENTS.c.seq > func.coalesce(_CASES.c.version, 0))
         .order_by(_EVENTS.c.case_id, _EVENTS.c.seq)
     ).all()
-    new: dict[str, pb.Case] = {}
-    changed: dict[str, pb.Case] = {}
+    folded: dict[str, pb.Case] = {}
+    applied: dict[str, list[pb.CaseEvent]] = {}
     for case_id, seq, data in unfolded:
-        case = changed.get(case_id) or new.get(case_id) or cases.get(case_id)
+        case = folded.get(case_id) or cases.get(case_id)
         if seq != (case.version if case is not None else 0) + 1:
             continue  # waits for its predecessors
-        folded = lifecycle.apply(case, pb.CaseEvent.FromString(data))
-        (changed if case_id in cases else new)[case_id] = folded
-    _save_projections(session, new=list(new.values()), changed=list(changed.values()))
+        event = pb.CaseEvent.FromString(data)
+        folded[case_id] = lifecycle.apply(case, event)
+        applied.setdefault(case_id, []).append(event)
+    _save_projections(session, [factstore.Change(cases.get(i), after, applied[i]) for i, after in folded.items()])
     return len(fresh)
 
 
@@ -320,10 +326,52 @@ class CaseFilter:
     received_to: dt.datetime | None = None
 
 
+def _utc(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def _listed_by_facts(
+    session: Session, *, where: CaseFilter, page_size: int, page_token: str
+) -> tuple[list[pb.Case], str]:
+    """``list_cases`` for the filters the facts hold: the page's ids from the narrow fact rows
+    (an index by category or by origin and time), then those cases' projections."""
+    f = factstore.CASE_FACTS.c
+    query = sa_select(f.case_id, f.received_us).where(f.origin_node.startswith(where.within, autoescape=True))
+    if where.within:
+        query = query.where(f.origin_node >= where.within)
+    for column, value in ((f.category, where.category), (f.status, where.status), (f.grid, where.grid)):
+        if value:
+            query = query.where(column == value)
+    if where.overdue_at is not None:
+        query = query.where(f.open_deadline_us < factstore.micros(_utc(where.overdue_at)))
+    if where.received_from is not None:
+        query = query.where(f.received_us >= factstore.micros(_utc(where.received_from)))
+    if where.received_to is not None:
+        query = query.where(f.received_us < factstore.micros(_utc(where.received_to)))
+    if page_token:
+        when, case_id = _decode_cursor(page_token)
+        us = factstore.micros(_utc(when))
+        query = query.where(or_(f.received_us < us, (f.received_us == us) & (f.case_id < case_id)))
+    query = query.order_by(f.received_us.desc(), f.case_id.desc()).limit(page_size + 1)
+    connection = session.connection()
+    rows = connection.execute(query).all()
+    ids = [case_id for case_id, _ in rows[:page_size]]
+    found = connection.execute(sa_select(_CASES.c.id, _CASES.c.data).where(_CASES.c.id.in_(ids)))
+    data: dict[str, bytes] = {case_id: blob for case_id, blob in found}
+    token = ""
+    if len(rows) > page_size:
+        case_id, us = rows[page_size - 1]
+        at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+        token = base64.urlsafe_b64encode(f"{at.isoformat()}|{case_id}".encode()).decode()
+    return [pb.Case.FromString(data[i]) for i in ids], token
+
+
 def list_cases(
     session: Session, *, where: CaseFilter, page_size: int = 50, page_token: str = ""
 ) -> tuple[list[pb.Case], str]:
     """Cases taken in at or below ``where.within``, newest first, with the next page's token."""
+    if not (where.channel or where.response_class or where.holder_node):
+        return _listed_by_facts(session, where=where, page_size=page_size, page_token=page_token)
     query = select(CaseRecord).where(col(CaseRecord.origin_node).startswith(where.within))
     for column, value in (
         (CaseRecord.category, where.category),

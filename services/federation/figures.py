@@ -29,61 +29,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from fengqiao.cases import lifecycle
-from fengqiao.divisions import Tier, is_within, tier_of
-from fengqiao.v1 import case_pb2 as pb
+from fengqiao.cases import facts
 from fengqiao.v1 import common_pb2
 
-_FOLLOWED_UP = frozenset({pb.CASE_STATUS_FOLLOWED_UP, pb.CASE_STATUS_ARCHIVED})
-
-
-@dataclasses.dataclass(frozen=True)
-class FigureFacts:
-    """What one case contributes to the figures."""
-
-    origin: str
-    category: str
-    received_at: dt.datetime
-    closed: bool = False
-    on_time: bool = False
-    mediated: bool = False
-    followed_up: bool = False
-    satisfaction: int = 0
-    handling_seconds: int = 0  # whole seconds: sums stay exact in any order
-    resolved_tier: int = 0
-    at_county: bool = False
-    overdue: bool = False
-    supervised: bool = False
-    escalated: bool = False
-
-
-def _time(ts: object) -> dt.datetime:
-    return ts.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined]
-
-
-def facts_of(case: pb.Case, *, now: dt.datetime) -> FigureFacts:
-    """The facts of a case in its current (folded) state, as of ``now``."""
-    closed = case.status in lifecycle.CLOSED_STATUSES
-    received_at = _time(case.received_at)
-    closed_at = _time(case.closed_at) if closed and case.HasField("closed_at") else None
-    deadline = _time(case.deadline) if case.HasField("deadline") else None
-    followed = case.status in _FOLLOWED_UP
-    return FigureFacts(
-        origin=case.origin_node,
-        category=case.category,
-        received_at=received_at,
-        closed=closed,
-        on_time=closed and (deadline is None or closed_at is None or closed_at <= deadline),
-        mediated=closed and case.feedback.mediated,
-        followed_up=followed,
-        satisfaction=case.evaluation.satisfaction if followed else 0,
-        handling_seconds=round((closed_at - received_at).total_seconds()) if closed_at is not None else 0,
-        resolved_tier=int(case.resolved_tier) if closed else 0,
-        at_county=tier_of(case.holder_node) is Tier.COUNTY and tier_of(case.origin_node) is not Tier.COUNTY,
-        overdue=not closed and deadline is not None and deadline < now,
-        supervised=case.supervisions > 0,
-        escalated=case.escalations > 0,
-    )
+FigureFacts = facts.FigureFacts
+facts_of = facts.facts_of
+"""What one case contributes, defined once beside the case store, which keeps it as rows."""
 
 
 @dataclasses.dataclass
@@ -120,8 +71,11 @@ class Tally:
         self.escalated += facts.escalated
 
     def merge(self, other: Tally) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        for name in _TALLY_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_TALLY_FIELDS = tuple(f.name for f in dataclasses.fields(Tally))
 
 
 def tally_by_origin(facts: Iterable[FigureFacts]) -> dict[str, Tally]:
@@ -133,14 +87,14 @@ def tally_by_origin(facts: Iterable[FigureFacts]) -> dict[str, Tally]:
 
 
 def rollup(by_origin: Mapping[str, Tally], codes: Iterable[str]) -> dict[str, Tally]:
-    """The tally of each of ``codes``: the sum over every origin at or below it."""
-    result: dict[str, Tally] = {}
-    for code in codes:
-        total = Tally()
-        for origin, tally in by_origin.items():
-            if is_within(origin, code):
+    """The tally of each of ``codes``: the sum over every origin at or below it (``is_within``:
+    a code is within each of its prefixes)."""
+    result = {code: Tally() for code in codes}
+    for origin, tally in by_origin.items():
+        for length in range(1, len(origin) + 1):
+            total = result.get(origin[:length])
+            if total is not None:
                 total.merge(tally)
-        result[code] = total
     return result
 
 

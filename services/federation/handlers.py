@@ -22,7 +22,7 @@ from fengqiao.security.peers import peer_code
 from fengqiao.service import FigureSource
 from fengqiao.topology import NodeSpec, Topology
 from fengqiao.v1 import common_pb2, federation_pb2, federation_pb2_grpc
-from services.federation import checkpoints, feed, keys, rankings, report, rules, snapshot, store, views, warning
+from services.federation import checkpoints, feed, keys, report, rules, snapshot, store, views, warning
 from services.federation.config import FederationSettings
 from services.federation.links import subtree_links
 
@@ -98,10 +98,11 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
     ) -> federation_pb2.DepartmentRanking:
         spec = self._visible(request.code or self._node)
         period, now, s = rules.parse_period(request.period), self._d.clock.now(), self._d.settings
-        logs = await self._db.read(
-            lambda session: store.case_logs(session, within=spec.code, start=period.start, end=period.end)
+        tallies = await self._db.read(
+            lambda session: store.department_tallies(
+                session, within=spec.code, start=period.start, end=period.end, now=now
+            )
         )
-        tallies = rankings.department_tallies(logs.values(), now=now)
         snap = await self._snapshot(spec.code, period)
         return federation_pb2.DepartmentRanking(
             code=spec.code,
@@ -120,8 +121,8 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
     ) -> federation_pb2.GridWorkerRanking:
         spec = self._visible(request.code or self._node)
         period, s = rules.parse_period(request.period), self._d.settings
-        cases = await self._db.read(
-            lambda session: store.cases_received(session, within=spec.code, start=period.start, end=period.end)
+        tallies = await self._db.read(
+            lambda session: store.grid_worker_tallies(session, within=spec.code, start=period.start, end=period.end)
         )
         snap = await self._snapshot(spec.code, period)
         return federation_pb2.GridWorkerRanking(
@@ -129,7 +130,7 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
             period=period.label,
             min_sample=s.ranking_min_reports,
             standings=views.grid_worker_standings(
-                rankings.grid_worker_tallies(cases), min_sample=s.ranking_min_reports, list_size=s.ranking_list_size
+                tallies, min_sample=s.ranking_min_reports, list_size=s.ranking_list_size
             ),
             stale=snap.stale(spec.code),
             stale_nodes=snap.stale_nodes(spec.code),
@@ -146,12 +147,12 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
         )
         at = request.at.ToDatetime(tzinfo=dt.UTC) if request.HasField("at") else self._d.clock.now()
         first, recent_start, end = warning.window(at, rule)
-        cases = await self._db.read(
-            lambda session: store.cases_received(session, within=spec.code, start=first, end=end)
+        received = await self._db.read(
+            lambda session: store.received_days(session, within=spec.code, start=first, end=end)
         )
         areas = {n.code: n for n in self._topology.subtree(spec.code)}
         series = warning.daily_series(
-            ((c.origin_node, c.category, c.received_at.ToDatetime(tzinfo=dt.UTC)) for c in cases),
+            received,
             areas=list(areas),
             first_day=warning.local_day(first),
             days=rule.baseline_days + rule.recent_days,

@@ -34,11 +34,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from fengqiao.cases import lifecycle
+from fengqiao.cases import facts, lifecycle
 from fengqiao.errors import FengqiaoError
 from fengqiao.v1 import case_pb2 as pb
 
-GRID_CHANNEL = "网格员上报"
+GRID_CHANNEL = facts.GRID_CHANNEL
 Z95 = 1.96
 
 

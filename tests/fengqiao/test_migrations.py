@@ -4,6 +4,7 @@ one database at once, and ``fengqiao db`` tells an operator where a database sta
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -29,7 +30,9 @@ from fengqiao.v1 import case_pb2, federation_pb2
 from harness.county import PERSONAL_DATA_KEY, small_county
 from host.cli import main
 from host.node import figure_sources, import_tables
+from services.federation import figures as fig
 from services.federation import rules, snapshot, views
+from services.federation import store as fedstore
 
 
 def engine(url: str) -> sqlalchemy.Engine:
@@ -356,8 +359,21 @@ def copy_rows(source: str, target: str) -> None:
         eng.dispose()
 
 
-def figures(url: str) -> tuple[federation_pb2.NodeStats, dt.datetime, rules.Period]:
-    """The town's figures as the federation service computes them (with its figure sources)."""
+def folded_tallies(url: str, *, now: dt.datetime, period: rules.Period) -> dict[str, fig.Tally]:
+    """Every node's tallies as the release before the figure facts made them: each case of the
+    period read from its projection, its facts derived and summed (the pure fold)."""
+    db = Database(url)
+    try:
+        cases = db.transaction(lambda s: fedstore.cases_received(s, within=TOWN, start=period.start, end=period.end))
+    finally:
+        db.close()
+    by_origin = fig.tally_by_origin(fig.facts_of(c, now=now) for c in cases)
+    return fig.rollup(by_origin, [n.code for n in TOPOLOGY.subtree(TOWN)])
+
+
+def figures(url: str, *, tallied_from: str = "") -> tuple[federation_pb2.NodeStats, dt.datetime, rules.Period]:
+    """The town's figures as the federation service computes them (with its figure sources);
+    with ``tallied_from``, the cases' tallies folded from that database's projections instead."""
     db = Database(url)
     try:
         first, last = db.transaction(
@@ -382,6 +398,8 @@ def figures(url: str) -> tuple[federation_pb2.NodeStats, dt.datetime, rules.Peri
                 sources=sources,
             )
         )
+        if tallied_from:
+            snap = dataclasses.replace(snap, tallies=folded_tallies(tallied_from, now=now, period=period))
         return views.node_stats(snap, TOWN, include_children=True), now, period
     finally:
         db.close()
@@ -431,9 +449,9 @@ def test_the_previous_release_database_upgrades_in_place_with_nothing_lost_or_ch
         eng.dispose()
         copy_rows(before_url, url)
     rows_before = every_row(before_url)
-    stats_before, now, period = figures(before_url)
 
     assert main(["db", "upgrade", "--database", url]) == 0
+    stats_before, now, period = figures(url, tallied_from=before_url)  # the cases' tallies as the release folded them
     said = capsys.readouterr().out
     assert "已接管旧版本" in said and f"旧版本 → {migrations.head()}" in said
 
