@@ -140,16 +140,35 @@ FQ.views.accounts = async (main) => {
       ["department", "所属部门（部门/调解员必填）", "text", { placeholder: "如 司法所" }],
       ["password", "密码（至少 10 位）", "password", { required: true }],
     ], "保存")}
-    <section class="card wide"><h3>现有账号</h3><table id="users"><thead><tr><th>用户名</th><th>姓名</th><th>角色</th><th>所属中心</th>
-      <th>部门</th><th></th></tr></thead><tbody>${users.map((u) => `<tr><td>${FQ.esc(u.username)}</td><td>${FQ.esc(u.display_name)}</td>
+    <section class="card wide"><h3>现有账号</h3><p class="error" id="users-error" role="alert"></p>
+      <table id="users"><thead><tr><th>用户名</th><th>姓名</th><th>角色</th><th>所属中心</th>
+      <th>部门</th><th>状态</th><th>管理中心</th><th></th></tr></thead><tbody>${users.map((u) => {
+        const mine = u.managed_by === FQ.me.here;
+        const actions = !mine ? `<span class="muted">由${FQ.esc(FQ.name(u.managed_by))}管理</span>`
+          : `<button type="button" class="plain reset" data-user="${FQ.esc(u.username)}">重置密码</button>
+             <button type="button" class="plain toggle" data-user="${FQ.esc(u.username)}"
+               data-action="${u.disabled ? "enable" : "disable"}">${u.disabled ? "启用" : "停用"}</button>`;
+        return `<tr><td>${FQ.esc(u.username)}</td><td>${FQ.esc(u.display_name)}</td>
       <td>${FQ.esc(u.role_label)}</td><td>${FQ.esc(FQ.name(u.node_code))}</td><td>${FQ.esc(u.department || "—")}</td>
-      <td><button type="button" class="plain reset" data-user="${FQ.esc(u.username)}">重置密码</button></td></tr>`).join("")}</tbody></table></section></div>`;
+      <td>${u.disabled ? '<span class="badge red">已停用</span>' : "正常"}</td><td>${FQ.esc(FQ.name(u.managed_by))}</td>
+      <td>${actions}</td></tr>`;
+      }).join("")}</tbody></table></section></div>`;
   FQ.bind("user-form", async (v) => {
     if (v.password.length < 10) throw new Error("密码至少 10 位");
     if (v.role === "mediator" && !v.department) throw new Error("部门/调解员须填写所属部门");
     await FQ.post("/api/v1/users", { ...v, department: v.role === "mediator" ? v.department : "" });
     FQ.route();
   });
+  main.querySelectorAll("button.toggle").forEach((button) => button.addEventListener("click", async () => {
+    const { user, action } = button.dataset;
+    if (action === "disable" && !confirm(`停用账号 ${user}？停用后不能登录，已签发的令牌也失效。`)) return;
+    try {
+      await FQ.post(`/api/v1/users/${encodeURIComponent(user)}/${action}`, {});
+      FQ.route();
+    } catch (err) {
+      document.getElementById("users-error").textContent = err.message;
+    }
+  }));
   main.querySelectorAll("button.reset").forEach((button) => button.addEventListener("click", () => {
     const u = users.find((x) => x.username === button.dataset.user);
     const form = document.getElementById("user-form");

@@ -204,6 +204,18 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await admin.page.wait_for_selector("#users td:text('sifasuo')")
     await admin.shot("town-admin-accounts")
     assert {u["username"]: u["department"] for u in await api.call(TOWN, "GET", "/api/v1/users")}["sifasuo"] == "司法所"
+
+    async def disabled() -> bool:
+        return {u["username"]: u["disabled"] for u in await api.call(TOWN, "GET", "/api/v1/users")}["sifasuo"]
+
+    # Disabling (after a confirmation) and enabling again, from the same screen.
+    admin.page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await admin.page.locator("button.toggle[data-user='sifasuo']").click()
+    await admin.page.wait_for_selector("button.toggle[data-user='sifasuo'][data-action='enable']")
+    assert await disabled()
+    await admin.page.locator("button.toggle[data-user='sifasuo']").click()
+    await admin.page.wait_for_selector("button.toggle[data-user='sifasuo'][data-action='disable']")
+    assert not await disabled()
     await admin.close()
 
     # The village duty officer takes the case in through the form; a wrong ID number is refused in Chinese.
