@@ -28,9 +28,12 @@ async def node_stats(
     api: Services,
     period: Period = "",
     children: Annotated[bool, Query(description="同时返回各下级节点的数据")] = False,
+    categories: Annotated[bool, Query(description="同时返回本周期各类别的受理数（案件类别分布）")] = False,
 ) -> dict[str, Any]:
     require_scope(who, code)
-    request = federation_pb2.GetNodeStatsRequest(code=code, period=period, include_children=children)
+    request = federation_pb2.GetNodeStatsRequest(
+        code=code, period=period, include_children=children, include_categories=categories
+    )
     return as_json(await api.federation.GetNodeStats(request))
 
 

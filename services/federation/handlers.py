@@ -89,8 +89,16 @@ class FederationHandlers(federation_pb2_grpc.FederationServicer):
         self, request: federation_pb2.GetNodeStatsRequest, context: grpc.aio.ServicerContext
     ) -> federation_pb2.NodeStats:
         spec = self._visible(request.code or self._node)
-        snap = await self._snapshot(spec.code, rules.parse_period(request.period))
-        return views.node_stats(snap, spec.code, include_children=request.include_children)
+        period = rules.parse_period(request.period)
+        snap = await self._snapshot(spec.code, period)
+        stats = views.node_stats(snap, spec.code, include_children=request.include_children)
+        if request.include_categories:
+            counts = await self._db.read(
+                lambda s: store.counts_by(s, within=spec.code, start=period.start, end=period.end, key="category")
+            )
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            stats.categories.extend(federation_pb2.CategoryCount(category=str(c), received=n) for c, n in ranked)
+        return stats
 
     @grpc_method
     async def RankDepartments(

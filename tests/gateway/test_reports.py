@@ -51,6 +51,11 @@ async def test_reports_feed_and_monthly_report_over_http(county: LocalCounty) ->
         assert int(stats["received"]) == 14 and len(stats["children"]) == 2
         assert stats["closure_rate"] == {"numerator": "10", "denominator": "14", "value": 10 / 14}
         assert stats["stale"] is False
+        assert stats["categories"] == []  # counted only where asked for
+        by_category = await client.get(f"/api/v1/nodes/{COUNTY}/stats", params={"period": month, "categories": True})
+        assert by_category.json()["categories"] == [{"category": "邻里", "received": "14"}]
+        town = await client.get("/api/v1/nodes/371702101/stats", params={"period": month, "categories": True})
+        assert town.json()["categories"] == [{"category": "邻里", "received": "7"}]
 
         reply = await client.get("/api/v1/feed/provincial", params={"period": month})
         assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
