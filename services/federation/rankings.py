@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from fengqiao.cases import facts, lifecycle
+from fengqiao.cases.facts import Assignment
 from fengqiao.errors import FengqiaoError
 from fengqiao.v1 import case_pb2 as pb
 
@@ -55,19 +56,6 @@ def wilson_lower(successes: int, trials: int, z: float = Z95) -> float:
 def satisfaction_component(total: int, count: int, *, prior: float = 3.0, weight: int = 2) -> float:
     """Mean satisfaction shrunk towards ``prior`` by ``weight`` pseudo-scores, scaled to [0, 1]."""
     return ((total + prior * weight) / (count + weight) - 1) / 4
-
-
-@dataclasses.dataclass
-class Assignment:
-    """One 交办 and what became of it."""
-
-    department: str
-    acknowledged: bool = False
-    returned: bool = False
-    escalated_away: bool = False
-    closed_on_time: bool | None = None  # None while not closed under this assignment
-    deadline: dt.datetime | None = None
-    satisfaction: int = 0
 
 
 def _deadline(case: pb.Case) -> dt.datetime | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 
 from fengqiao.grpcutil import channel
 from fengqiao.v1 import case_pb2 as pb
@@ -43,6 +43,23 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+async def loopback_only(target: Page | BrowserContext) -> list[str]:
+    """Abort every request of ``target`` that would leave 127.0.0.1 (a government intranet
+    reaches nothing outside); the list the aborted ones are written to."""
+    outside: list[str] = []
+
+    async def guard(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
+            await route.continue_()
+        else:
+            outside.append(url)
+            await route.abort()
+
+    await target.route("**/*", guard)
+    return outside
 
 
 async def seed(county: LocalCounty) -> None:
@@ -114,18 +131,8 @@ async def test_the_console_shows_the_county_overview_and_a_case_in_chinese(
     await seed(county)
     base = f"http://127.0.0.1:{county[COUNTY].http_port}"
     page = await browser.new_page(viewport={"width": 1600, "height": 1300}, locale="zh-CN")
-    outside: list[str] = []
+    outside = await loopback_only(page)
     errors: list[str] = []
-
-    async def only_loopback(route: Route) -> None:
-        url = route.request.url
-        if url.startswith("data:") or urlsplit(url).hostname == "127.0.0.1":
-            await route.continue_()
-        else:
-            outside.append(url)
-            await route.abort()
-
-    await page.route("**/*", only_loopback)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     await log_in(page, base)
@@ -174,17 +181,7 @@ async def test_the_api_docs_render_with_nothing_from_outside_the_node(village: L
     intranet reaches no CDN): both draw the API, and no request leaves 127.0.0.1."""
     base = f"http://127.0.0.1:{village[VILLAGES[0]].http_port}"
     page = await browser.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-    outside: list[str] = []
-
-    async def only_loopback(route: Route) -> None:
-        url = route.request.url
-        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
-            await route.continue_()
-        else:
-            outside.append(url)
-            await route.abort()
-
-    await page.route("**/*", only_loopback)
+    outside = await loopback_only(page)
     await page.goto(base + "/docs")
     await page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=30_000)
     swagger = await page.inner_text(".swagger-ui")

@@ -13,16 +13,16 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, FilePayload, Page, Route
+from playwright.async_api import Browser, BrowserContext, FilePayload, Page
 
 from fengqiao.security import auth
 from harness.county import ADMIN_PASSWORD, LocalCounty
 from tests.conftest import running_county
-from tests.gateway.test_console import browser  # noqa: F401  (the chromium fixture)
+from tests.gateway.test_console import browser, loopback_only  # noqa: F401  (browser: the chromium fixture)
+from tests.system.test_county_sync import eventually
 
 COUNTY, TOWN, VILLAGE = "371702", "371702101", "371702101001"
 PASSWORD = "Console-work-pw-01"
@@ -93,18 +93,8 @@ class Console:
     @classmethod
     async def open(cls, chromium: Browser, base: str, username: str, password: str = PASSWORD) -> Console:
         context = await chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-        outside: list[str] = []
+        outside = await loopback_only(context)
         errors: list[str] = []
-
-        async def only_loopback(route: Route) -> None:
-            url = route.request.url
-            if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
-                await route.continue_()
-            else:
-                outside.append(url)
-                await route.abort()
-
-        await context.route("**/*", only_loopback)
         page = await context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await page.goto(base + "/")
@@ -332,8 +322,12 @@ async def test_a_case_goes_round_the_closed_loop_in_the_console_at_village_and_t
     await mediator.step("extension", extension, then="签收", shows="需等待国土所测量结果（延至 2030-06-30 17:00）")
     await town.go(f"case/{case_id}", "case")
     await town.step("extension-decision", then="签收", shows="2030-06-30 17:00")
-    stored = await api.case(TOWN, case_id)
-    assert stored["returns"] == 1 and stored["deadline"] == "2030-06-30T09:00:00Z", stored["deadline"]
+
+    async def extended() -> bool:  # the page also shows the date while the request is pending
+        return (await api.case(TOWN, case_id))["deadline"] == "2030-06-30T09:00:00Z"
+
+    await eventually(extended, within_s=15, what="the granted deadline stored at the town")
+    assert (await api.case(TOWN, case_id))["returns"] == 1
     await mediator.go(f"case/{case_id}", "case")
     await mediator.step("start", then="处置")
 
