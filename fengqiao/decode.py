@@ -35,6 +35,7 @@ from fengqiao.errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    Undecryptable,
 )
 from fengqiao.inbox import BatchHandler, Handler
 from fengqiao.v1 import case_pb2
@@ -49,9 +50,10 @@ NEVER_APPLIES: tuple[type[FengqiaoError], ...] = (
 )
 """Domain errors meaning a message can never apply here: it becomes a dead letter with their reason."""
 
-APPLIES_LATER: tuple[type[FengqiaoError], ...] = (NotYet, Unavailable)
-"""Domain errors meaning a message may apply later (a predecessor missing, the store away): it is
-delivered again."""
+APPLIES_LATER: tuple[type[FengqiaoError], ...] = (NotYet, Unavailable, Undecryptable)
+"""Domain errors meaning a message may apply later (a predecessor missing, the store away, a
+personal-data key this node does not hold yet — a child may seal under a rotated key before its
+parent's keyring has it): it is delivered again."""
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from fengqiao.errors import (
     BadMessage,
     NotYet,
     Unavailable,
+    Undecryptable,
 )
 from fengqiao.models import DeadLetter, InboxRecord
 from fengqiao.telemetry import consume_span
@@ -225,7 +226,7 @@ class InboxConsumer:
                 log.warning("dead letter %s on %s: %s", message_id, msg.subject, exc.message)
                 reason = exc.message
                 await self._db.run(lambda s: self._dead_letter(s, msg, reason))
-            except (Unavailable, IntegrityError, NotYet):  # store down, a concurrent writer, too early
+            except (Unavailable, IntegrityError, NotYet, Undecryptable):  # store down, a writer, too early, a key
                 await msg.nak(delay=retry_delay(msg.metadata.num_delivered or 1))
                 return
             except Exception as exc:  # a bug must not wedge the stream: keep it, with the reason
