@@ -24,7 +24,7 @@ PASSWORD = "demo-test-password"
 def free_base() -> int:
     topology = load_topology(TOPOLOGY)
     for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
+        base = random.randrange(20000, 31000, 100)  # below Linux's ephemeral ports (32768–): none taken meanwhile
         moved = shifted(topology, base)
         ports = [base + 99] + [p for n in moved.nodes for p in (n.http_port, n.grpc_port, n.metrics_port)]
         if not busy_ports(ports):
