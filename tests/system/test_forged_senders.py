@@ -169,6 +169,12 @@ async def test_a_village_forging_as_its_sibling_town_or_county_changes_nothing_a
             return await read(local, COUNTY, lambda s: projectstore.load_project(s, project_id=project.id)) is not None
 
         await settled(local, (COUNTY,), project_at_county, "the town's project at the county")
+
+        async def directive_at_sibling(_: str) -> bool:
+            found = await read(local, SIBLING, lambda s: directivestore.get_directive(s, directive_id=directive.id))
+            return found is not None
+
+        await settled(local, (SIBLING,), directive_at_sibling, "the county's directive at the sibling")
         before = await snapshot(local, theirs.id, towns.id, directive.id, joint.id, project.id)
 
         nc = await nats.connect(local.client_url(VILLAGE))
